@@ -1,0 +1,91 @@
+"""Running one piece of work over many inputs so that one bad input never loses the batch."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from brainkit.errors import BrainkitError
+from brainkit.io.discover import InputItem, discover, load_item
+from brainkit.io.scan import Scan
+from brainkit.runtime import console
+
+Result = TypeVar("Result")
+
+
+@dataclass
+class Failure:
+    """One input that could not be processed, and why (one line)."""
+
+    source: str
+    message: str
+
+
+@dataclass
+class BatchOutcome(Generic[Result]):
+    results: list[Result] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 only if every input succeeded."""
+        return 1 if self.failures else 0
+
+
+def describe_error(err: Exception, source: object, verbose: bool = False) -> Failure:
+    """Turn an exception into a one-line Failure; unexpected ones get their traceback only if verbose."""
+    if isinstance(err, BrainkitError):
+        return Failure(err.source or str(source), err.message)
+    if verbose:
+        console.print(traceback.format_exc(), markup=False)
+    hint = "" if verbose else " (rerun with --verbose for the traceback)"
+    return Failure(str(source), f"unexpected {type(err).__name__}: {err}{hint}")
+
+
+def progress_bar(quiet: bool) -> Progress:
+    """A rich progress bar on stderr, silent with --quiet."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console, disable=quiet, transient=True)
+
+
+def run_over_inputs(inputs: Iterable[str | Path], work: Callable[[Scan], Result], description: str = "scans",
+                    quiet: bool = False, verbose: bool = False) -> BatchOutcome[Result]:
+    """Load every input and call `work` on each scan; failures are collected, never raised."""
+    outcome: BatchOutcome[Result] = BatchOutcome()
+    items: list[InputItem] = discover(list(inputs))
+    with progress_bar(quiet) as progress:
+        task = progress.add_task(description, total=len(items))
+        for item in items:
+            try:
+                scans = load_item(item)
+            except Exception as err:  # noqa: BLE001 - one bad input must not stop the batch
+                outcome.failures.append(describe_error(err, item.path, verbose))
+                scans = []
+            for scan in scans:
+                if isinstance(scan, BrainkitError):
+                    outcome.failures.append(describe_error(scan, item.path, verbose))
+                    continue
+                try:
+                    outcome.results.append(work(scan))
+                except Exception as err:  # noqa: BLE001
+                    outcome.failures.append(describe_error(err, scan.source, verbose))
+            progress.advance(task)
+    return outcome
+
+
+def print_failures(failures: list[Failure]) -> None:
+    """Print what failed and why, one line each, as the batch's closing summary."""
+    if not failures:
+        return
+    table = Table(title=f"{len(failures)} input(s) failed", title_style="bold red", show_lines=False)
+    table.add_column("input", overflow="fold")
+    table.add_column("problem", overflow="fold")
+    for failure in failures:
+        table.add_row(failure.source, failure.message)
+    console.print(table)

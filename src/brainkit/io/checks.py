@@ -1,0 +1,59 @@
+"""Checks that turn unusable volumes into one clear sentence instead of a wrong result."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from brainkit.errors import BadInputError
+
+MIN_VOXEL_MM = 0.05
+MAX_VOXEL_MM = 20.0
+
+
+def to_3d(data: np.ndarray, source: object) -> tuple[np.ndarray, list[str]]:
+    """Reduce an array to 3D: drop trailing singleton axes, take volume 0 of a 4D series.
+
+    Returns the 3D array and warnings; raises BadInputError for 2D or >4D data.
+    """
+    warnings: list[str] = []
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim == 4:
+        warnings.append(f"4D image with {data.shape[3]} volumes: volume 0 is used")
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise BadInputError(source, f"{data.ndim}D image of shape {data.shape}: brainkit needs a 3D volume")
+    if min(data.shape) < 2:
+        raise BadInputError(
+            source, f"2D image of shape {data.shape} (a single slice): brainkit needs a 3D volume"
+        )
+    return data, warnings
+
+
+def check_geometry(affine: np.ndarray, source: object) -> None:
+    """Refuse affines that cannot place a brain in space (non-finite, singular, absurd voxel sizes)."""
+    if not np.all(np.isfinite(affine)):
+        raise BadInputError(source, "the header's affine has NaN/Inf entries: fix the header (sform/qform)")
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    if np.linalg.matrix_rank(affine[:3, :3]) < 3:
+        raise BadInputError(source, "the header's affine is singular: fix the header (sform/qform)")
+    if spacing.min() < MIN_VOXEL_MM or spacing.max() > MAX_VOXEL_MM:
+        sizes = "x".join(f"{s:.3g}" for s in spacing)
+        raise BadInputError(
+            source,
+            f"absurd voxel size {sizes} mm (expected {MIN_VOXEL_MM}-{MAX_VOXEL_MM} mm): "
+            "check the header's pixdim/affine units",
+        )
+
+
+def check_values(data: np.ndarray, source: object) -> None:
+    """Refuse volumes with NaN/Inf values or a single constant value."""
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = int(data.size - np.count_nonzero(finite))
+        raise BadInputError(
+            source, f"{bad} NaN/Inf voxels: replace them (for example with 0) and run again"
+        )
+    low, high = float(data.min()), float(data.max())
+    if low == high:
+        raise BadInputError(source, f"image is constant (every voxel is {low:g}): nothing to analyse")

@@ -1,0 +1,62 @@
+"""Atomic output: every file is written under a temporary name in its folder, then renamed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+
+@contextmanager
+def atomic_path(target: str | Path, suffix: str = ""):
+    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or "".join(target.suffixes),
+                                   dir=target.parent)
+    os.close(handle)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_with(target: str | Path, writer: Callable[[Path], None]) -> Path:
+    """Run `writer(tmp_path)` and move the result onto `target` atomically."""
+    with atomic_path(target) as tmp:
+        writer(tmp)
+    return Path(target)
+
+
+def write_nifti(target: str | Path, data: np.ndarray, affine: np.ndarray, header: object = None) -> Path:
+    """Write a NIfTI-1 image atomically; a NIfTI source header is kept (with its dtype updated)."""
+    nifti_header = header.copy() if isinstance(header, nib.Nifti1Header) else None
+    image = nib.Nifti1Image(data, affine, header=nifti_header)
+    image.set_data_dtype(data.dtype)
+    image.set_sform(affine, code=1)
+    image.set_qform(affine, code=1)
+    return write_with(target, lambda tmp: nib.save(image, str(tmp)))
+
+
+def write_csv(target: str | Path, rows: Iterable[Mapping[str, object]], columns: list[str]) -> Path:
+    """Write rows (dicts) as CSV with the given column order, atomically."""
+    def writer(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            out = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            out.writeheader()
+            out.writerows(rows)
+    return write_with(target, writer)
+
+
+def write_json(target: str | Path, payload: object) -> Path:
+    """Write JSON (indented, keys in given order), atomically."""
+    return write_with(target, lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n"))

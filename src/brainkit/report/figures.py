@@ -1,0 +1,49 @@
+"""Pictures people would rather look at than read: orthogonal-slice montages and overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from brainkit.io.write import write_with  # noqa: E402
+from brainkit.spatial import Geometry, Grid  # noqa: E402
+
+
+def ras_view(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """The array in RAS voxel order, for display with the patient's right on the viewer's left."""
+    return Geometry(Grid(data.shape, affine)).to_ras().apply(data)
+
+
+def orthogonal_slices(volume: np.ndarray) -> list[np.ndarray]:
+    """Middle sagittal, coronal and axial slices of a RAS volume, oriented for display (superior up)."""
+    x, y, z = (n // 2 for n in volume.shape)
+    return [np.rot90(volume[x, :, :]), np.rot90(volume[:, y, :]), np.rot90(volume[:, :, z])]
+
+
+def save_montage(panels: list[tuple[str, np.ndarray, np.ndarray]], target: str | Path,
+                 title: str | None = None) -> Path:
+    """Save a PNG with one row per (title, data, affine): sagittal, coronal and axial middle slices.
+
+    Coronal and axial views use the radiological convention (patient's right on the image's left).
+    """
+    fig, axes = plt.subplots(len(panels), 3, figsize=(9, 3 * len(panels)), squeeze=False)
+    for row, (name, data, affine) in zip(axes, panels):
+        volume = ras_view(data, affine)
+        low, high = np.percentile(volume, [0.5, 99.5])
+        for col, (ax, image) in enumerate(zip(row, orthogonal_slices(volume))):
+            ax.imshow(image if col == 0 else image[:, ::-1], cmap="gray", vmin=low, vmax=high)
+            ax.set_axis_off()
+        row[0].set_title(name, loc="left", fontsize=9)
+        row[1].text(0.02, 0.02, "R", color="yellow", transform=row[1].transAxes)
+        row[2].text(0.02, 0.02, "R", color="yellow", transform=row[2].transAxes)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    write_with(target, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    plt.close(fig)
+    return Path(target)

@@ -1,0 +1,101 @@
+"""A job's recorded geometry: the chain of steps from the input grid to the model's grid, and back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from brainkit.spatial.grid import LINEAR, CropPad, Grid, Reorient, Resample, Step
+
+
+@dataclass
+class Geometry:
+    """Steps recorded from an input grid; `apply` runs them, `to_input_grid` undoes them.
+
+    Example:
+        geometry = Geometry(Grid(scan.shape, scan.affine)).to_ras().resample(2.0).crop_foreground(image)
+        model_input = geometry.apply(scan.data)
+        labels = geometry.to_input_grid(prediction, order=NEAREST)  # same shape as scan.data
+    """
+
+    input_grid: Grid
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def grid(self) -> Grid:
+        """The grid after every recorded step."""
+        return self.steps[-1].target if self.steps else self.input_grid
+
+    def then(self, step: Step) -> Geometry:
+        """Append a step (its source must be the current grid)."""
+        assert step.source.shape == self.grid.shape, "a step must start on the current grid"
+        self.steps.append(step)
+        return self
+
+    def to_ras(self) -> Geometry:
+        return self.then(Reorient.to_ras(self.grid))
+
+    def resample(self, spacing: float | tuple[float, float, float]) -> Geometry:
+        return self.then(Resample.to_spacing(self.grid, spacing))
+
+    def crop(self, start, shape) -> Geometry:
+        return self.then(CropPad.box(self.grid, start, shape))
+
+    def crop_centred(self, centre, shape) -> Geometry:
+        return self.then(CropPad.centred(self.grid, centre, shape))
+
+    def apply(self, data: np.ndarray, order: int = LINEAR) -> np.ndarray:
+        """Run every step on `data` (spatial axes last, on the input grid)."""
+        assert data.shape[-3:] == self.input_grid.shape, "data must be on the input grid"
+        for step in self.steps:
+            data = step.apply(data, order)
+        return data
+
+    def to_input_grid(self, data: np.ndarray, order: int = LINEAR) -> np.ndarray:
+        """Put a result on this geometry's final grid back onto the input's own grid.
+
+        Every job writes its images through this one function, so outputs share the input's shape
+        and affine. Use ``order=NEAREST`` for label maps (exact where no resampling happened).
+        """
+        assert data.shape[-3:] == self.grid.shape, "data must be on the geometry's final grid"
+        for step in reversed(self.steps):
+            data = step.invert(data, order)
+        return data
+
+
+def foreground_bbox(data: np.ndarray, margin: int = 0, fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Bounding box (start, stop) of voxels brighter than `fraction` of the 99th percentile.
+
+    Rows/columns holding fewer than 0.1% of the foreground are ignored so isolated noise does not
+    stretch the box. Returns the whole grid if nothing is bright.
+    """
+    low, high = np.percentile(data, [1, 99])
+    mask = data > low + fraction * (high - low)
+    start, stop = np.zeros(3, int), np.asarray(data.shape, int)
+    total = mask.sum()
+    if total == 0:
+        return start, stop
+    for axis in range(3):
+        counts = mask.sum(axis=tuple(a for a in range(3) if a != axis))
+        kept = np.flatnonzero(counts > 0.001 * total)
+        if kept.size:
+            start[axis], stop[axis] = kept[0], kept[-1] + 1
+    start = np.maximum(start - margin, 0)
+    stop = np.minimum(stop + margin, data.shape)
+    return start, stop
+
+
+def resample_to_grid(data: np.ndarray, source: Grid, target: Grid, order: int = LINEAR,
+                     fill: float = 0.0) -> np.ndarray:
+    """Resample `data` (spatial axes last, on `source`) onto `target` through world coordinates.
+
+    For images that share a world but not a grid (a moving image onto a fixed one); a job's own
+    prepared grid goes back through `Geometry.to_input_grid` instead.
+    """
+    voxel_map = np.linalg.inv(source.affine) @ target.affine
+    flat = data.reshape(-1, *data.shape[-3:])
+    out = [ndimage.affine_transform(channel, voxel_map[:3, :3], voxel_map[:3, 3], output_shape=target.shape,
+                                    order=order, cval=fill, prefilter=False) for channel in flat]
+    return np.stack(out).reshape(*data.shape[:-3], *target.shape)

@@ -1,0 +1,38 @@
+"""The jobs brainkit does, one module each. A module joins the CLI by defining ``TASK`` (a `Task`)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Task:
+    """A job's command-line face.
+
+    name: the subcommand (`brainkit <name> ...`).
+    help: one line for `brainkit --help`.
+    add_arguments: adds the job's own options to its subparser.
+    run: runs the command from parsed arguments and returns the exit code.
+    demo: optional; runs the job on the demo inputs, writing under the folder, returning what it wrote.
+    """
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    demo: Callable[[list[Path], Path], list[Path]] | None = None
+
+
+def all_tasks() -> list[Task]:
+    """Every `TASK` defined by a module in this package, in module-name order."""
+    tasks = []
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        task = getattr(importlib.import_module(f"{__name__}.{module.name}"), "TASK", None)
+        if isinstance(task, Task):
+            tasks.append(task)
+    return tasks
