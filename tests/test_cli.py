@@ -1,0 +1,54 @@
+"""End-to-end tests of the command line: info over the real data folder, demo, bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import blob_volume, save_nifti
+
+
+def brainkit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "brainkit.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_info_on_the_whole_real_data_folder_gives_a_row_or_a_reason_for_every_input(shared_data, tmp_path):
+    result = brainkit("info", str(shared_data), "-o", str(tmp_path), "--quiet")
+    assert "Traceback" not in result.stdout + result.stderr
+    rows = list(csv.DictReader((tmp_path / "info.csv").read_text().splitlines()))
+    files = [row["file"] for row in rows]
+    for image in sorted(shared_data.rglob("*.nii.gz")) + sorted(shared_data.rglob("*.mgz")):
+        assert str(image) in files, f"{image} has no info row"
+    t1 = next(row for row in rows if row["file"].endswith("sub-01_T1w.nii.gz"))
+    assert t1["orientation"] == "LAS" and t1["problems"] == ""
+    failing = [row for row in rows if "failing/gantrytilting" in row["file"]]
+    assert failing and "tilt" in failing[0]["problems"]
+    assert result.returncode == 1  # shared/ holds broken inputs on purpose
+
+
+def test_info_exit_code_is_zero_when_every_input_is_good(tmp_path):
+    path = save_nifti(tmp_path / "a.nii.gz", blob_volume())
+    result = brainkit("info", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "24x28x20" in result.stdout
+
+
+def test_info_names_the_bad_file_and_fails(tmp_path):
+    good = save_nifti(tmp_path / "good.nii.gz", blob_volume())
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"")
+    result = brainkit("info", str(good), str(bad))
+    assert result.returncode == 1
+    assert "empty file" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_demo_writes_inputs_info_and_montage(tmp_path):
+    result = brainkit("demo", "-o", str(tmp_path / "demo"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    for name in ("inputs/mni152_t1.nii.gz", "inputs/mni152_t1_mirrored.nii.gz", "info.csv", "montage.png"):
+        assert (tmp_path / "demo" / name).stat().st_size > 0, name
+    assert (tmp_path / "demo" / "montage.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,207 @@
+"""Loading, discovery, atomic writes and one test per bad-input class (built from a real scan)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from brainkit import discover, load
+from brainkit.errors import BadInputError
+from brainkit.io.info import info
+from brainkit.io.write import atomic_path, write_nifti
+from tests.conftest import blob_volume, save_nifti
+
+
+@pytest.fixture
+def real_image(real_t1) -> nib.Nifti1Image:
+    return nib.load(str(real_t1))
+
+
+def test_load_gives_float32_3d_scan_with_affine_and_relative_path(tmp_path):
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    path = save_nifti(tmp_path / "sub-01" / "anat" / "T1w.nii.gz", blob_volume().astype(np.int16), affine)
+    scan = load(path)
+    assert scan.data.dtype == np.float32 and scan.shape == (24, 28, 20)
+    assert np.allclose(scan.affine, affine)
+    assert scan.stem == "T1w"
+    assert scan.disk_dtype == "int16"
+    assert scan.output_path("out", "_seg") == Path("out/T1w_seg.nii.gz")
+
+
+def test_folder_inputs_keep_relative_paths_so_equal_names_never_collide(tmp_path):
+    for subject in ("sub-01", "sub-02"):
+        save_nifti(tmp_path / "bids" / subject / "anat" / "T1w.nii.gz", blob_volume())
+    items = discover([tmp_path / "bids"])
+    assert [str(item.rel_path) for item in items] == ["sub-01/anat/T1w", "sub-02/anat/T1w"]
+    outputs = {load(item.path).output_path("o").name for item in items}
+    assert outputs == {"T1w.nii.gz"}
+    assert len({str(item.rel_path) for item in items}) == 2
+
+
+def test_mgz_is_read_with_its_affine(tmp_path):
+    affine = np.array([[-1, 0, 0, 128], [0, 0, 1, -128], [0, -1, 0, 128], [0, 0, 0, 1]], float)
+    path = tmp_path / "norm.mgz"
+    nib.save(nib.MGHImage(blob_volume().astype(np.float32), affine), str(path))
+    scan = load(path)
+    assert np.allclose(scan.affine, affine)
+
+
+def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
+    target = tmp_path / "out.nii.gz"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"partial")
+        raise RuntimeError("crash mid-write")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+    write_nifti(target, blob_volume(), np.eye(4))
+    assert target.exists() and list(tmp_path.iterdir()) == [target]
+
+
+# ---- one test per bad-input class, built from a real scan ---------------------------------------------
+
+
+def expect_bad(path: Path, fragment: str) -> None:
+    with pytest.raises(BadInputError) as caught:
+        load(path)
+    assert fragment in str(caught.value)
+    assert str(path) in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.nii.gz"
+    path.touch()
+    expect_bad(path, "empty file")
+
+
+def test_truncated_gzip(tmp_path, real_t1):
+    raw = real_t1.read_bytes()
+    path = tmp_path / "truncated.nii.gz"
+    path.write_bytes(raw[: len(raw) // 2])
+    expect_bad(path, "truncated or corrupt")
+
+
+def test_corrupt_gzip(tmp_path, real_t1):
+    raw = bytearray(real_t1.read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 64] = bytes(64)
+    path = tmp_path / "corrupt.nii.gz"
+    path.write_bytes(bytes(raw))
+    expect_bad(path, "corrupt")
+
+
+def test_not_an_image(tmp_path):
+    path = tmp_path / "notes.nii"
+    path.write_text("this is a text file, not an image\n" * 20)
+    expect_bad(path, "not a NIfTI/MGZ image")
+
+
+def test_2d_image(tmp_path, real_image):
+    data = np.asarray(real_image.dataobj)[:, :, 40:41]
+    expect_bad(save_nifti(tmp_path / "slice.nii.gz", data, real_image.affine), "2D image")
+
+
+def test_4d_image_uses_volume_0_and_says_so(tmp_path, real_image):
+    volume = np.asarray(real_image.dataobj, dtype=np.float32)
+    path = save_nifti(tmp_path / "series.nii.gz", np.stack([volume, volume * 2], axis=-1), real_image.affine)
+    scan = load(path)
+    assert np.array_equal(scan.data, volume)
+    assert scan.warnings == ["4D image with 2 volumes: volume 0 is used"]
+
+
+def test_nan_values(tmp_path, real_image):
+    data = np.asarray(real_image.dataobj, dtype=np.float32).copy()
+    data[10:20, 10:20, 10:20] = np.nan
+    expect_bad(save_nifti(tmp_path / "nan.nii.gz", data, real_image.affine), "NaN/Inf voxels")
+
+
+def test_constant_image(tmp_path, real_image):
+    data = np.full(real_image.shape[:3], 7, np.float32)
+    expect_bad(save_nifti(tmp_path / "flat.nii.gz", data, real_image.affine), "constant")
+
+
+def test_absurd_voxel_size(tmp_path, real_image):
+    affine = real_image.affine.copy()
+    affine[:3, :3] *= 1000  # metres written as millimetres times 1000
+    expect_bad(save_nifti(tmp_path / "huge.nii.gz", np.asarray(real_image.dataobj), affine), "absurd voxel size")
+
+
+def dicom_slice(path: Path, pixels: np.ndarray | None, position: float) -> None:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID = "1.2.3.4"
+    ds.SeriesNumber = 5
+    ds.SeriesDescription = "t1 mprage"
+    ds.Modality = "MR"
+    if pixels is not None:
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [-10.0, -20.0, position]
+        ds.PixelSpacing = [0.5, 0.8]  # row spacing, column spacing
+        ds.Rows, ds.Columns = pixels.shape
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+
+
+def test_dicom_series_geometry_follows_the_standard(tmp_path):
+    volume = np.random.default_rng(0).integers(0, 1000, size=(6, 5, 4))  # (rows, columns, slices)
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    for k in reversed(range(4)):  # file names in the reverse of spatial order: sorting must use positions
+        dicom_slice(folder / f"im{3 - k}.dcm", volume[:, :, k], position=2.0 * k)
+    scan = load(folder)
+    assert scan.shape == (5, 6, 4)  # (columns, rows, slices)
+    assert np.array_equal(scan.data, volume.transpose(1, 0, 2))
+    expected = np.array([[-0.8, 0, 0, 10], [0, -0.5, 0, 20], [0, 0, 2, 0], [0, 0, 0, 1]])
+    assert np.allclose(scan.affine, expected)
+    assert scan.stem == "t1_mprage_5"
+
+
+def test_dicom_folder_with_no_image(tmp_path):
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    dicom_slice(folder / "report.dcm", None, 0.0)
+    assert pydicom.dcmread(folder / "report.dcm").Modality == "MR"
+    expect_bad(folder, "no DICOM image")
+
+
+def test_gzip_wrapped_dicom_is_found(tmp_path):
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    for k in range(3):
+        dicom_slice(folder / f"im{k}.dcm", np.full((4, 4), k + 1), position=float(k))
+        raw = (folder / f"im{k}.dcm").read_bytes()
+        (folder / f"im{k}.dcm").unlink()
+        (folder / f"im{k}.dcm.gz").write_bytes(gzip.compress(raw))
+    assert load(folder).shape == (4, 4, 3)
+
+
+def test_one_bad_input_never_loses_the_batch_and_inputs_stay_untouched(tmp_path, real_t1):
+    good = tmp_path / "in" / "good.nii.gz"
+    good.parent.mkdir()
+    good.write_bytes(real_t1.read_bytes())
+    (tmp_path / "in" / "empty.nii.gz").touch()
+    (tmp_path / "in" / "broken.nii.gz").write_bytes(real_t1.read_bytes()[:5000])
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "in").iterdir()}
+    outcome = info([tmp_path / "in", tmp_path / "missing.nii.gz"])
+    assert [row["file"] for row in outcome.results] == [str(good)]
+    assert sorted(Path(f.source).name for f in outcome.failures) == ["broken.nii.gz", "empty.nii.gz",
+                                                                      "missing.nii.gz"]
+    assert outcome.exit_code == 1
+    assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "in").iterdir()}
