@@ -1,0 +1,93 @@
+"""Random contrast and acquisition effects on batched label maps: GMM intensities, blur, thick slices,
+bias field, gamma and noise. All functions take and return ``(B, C, X, Y, Z)`` tensors."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from brainkit.synth.spatial import uniform
+
+FWHM_TO_SIGMA = 1 / (2 * math.sqrt(2 * math.log(2)))
+
+
+def gmm_intensities(labels: torch.Tensor, label_class: torch.Tensor, n_classes: int, std_max: float,
+                    generator: torch.Generator | None, dark_background_prob: float = 0.8) -> torch.Tensor:
+    """One Gaussian per intensity class: mean U(0, 1), std U(0, std_max); class 0 (background) is dark
+    (mean below 0.1) with probability `dark_background_prob`. Returns (B, 1, X, Y, Z) float32."""
+    batch, device = labels.shape[0], labels.device
+    means = uniform(0, 1, (batch, n_classes), generator, device)
+    dark = torch.rand((batch,), generator=generator, device=device) < dark_background_prob
+    means[:, 0] = torch.where(dark, means[:, 0] * 0.1, means[:, 0])
+    stds = uniform(0, std_max, (batch, n_classes), generator, device)
+    classes = label_class.to(device)[labels.reshape(batch, -1)]
+    noise = torch.randn(classes.shape, generator=generator, device=device)
+    image = torch.gather(means, 1, classes) + torch.gather(stds, 1, classes) * noise
+    return image.view(labels.shape)
+
+
+def gaussian_blur(volume: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Gaussian blur with a per-sample, per-axis sigma (B, 3) in voxels, by FFT (borders wrap around)."""
+    spatial = tuple(volume.shape[2:])
+    spectrum = torch.fft.rfftn(volume, dim=(2, 3, 4))
+    transfer = torch.ones((), device=volume.device)
+    for axis, n in enumerate(spatial):
+        freq = (torch.fft.rfftfreq if axis == 2 else torch.fft.fftfreq)(n, device=volume.device)
+        response = torch.exp(-2 * (math.pi * freq[None] * sigma[:, axis : axis + 1]) ** 2)
+        view = [volume.shape[0], 1, 1, 1, 1]
+        view[2 + axis] = -1
+        transfer = transfer * response.view(view)
+    return torch.fft.irfftn(spectrum * transfer, s=spatial, dim=(2, 3, 4))
+
+
+def thick_slices(volume: torch.Tensor, thickness: torch.Tensor) -> torch.Tensor:
+    """Keep one slice every `thickness` voxels (B, 3; 1 = untouched) and interpolate linearly between them,
+    as a thick-slice acquisition upsampled back to the grid looks. Blur first to model the slice profile."""
+    for axis in range(3):
+        step = thickness[:, axis]
+        if bool((step <= 1).all()):
+            continue
+        n = volume.shape[2 + axis]
+        position = torch.arange(n, dtype=torch.float32, device=volume.device)[None]
+        low = torch.floor(position / step[:, None]) * step[:, None]
+        high = (low + step[:, None]).clamp(max=n - 1)
+        weight = ((position - low) / step[:, None]).clamp(0, 1)
+        shape = [volume.shape[0], 1, 1, 1, 1]
+        shape[2 + axis] = n
+        expand = list(volume.shape)
+        low_index = low.long().view(shape).expand(expand)
+        high_index = high.long().view(shape).expand(expand)
+        weight = weight.view(shape)
+        dim = 2 + axis
+        volume = torch.gather(volume, dim, low_index) * (1 - weight) + torch.gather(volume, dim, high_index) * weight
+    return volume
+
+
+def bias_field(shape: tuple[int, ...], std_max: float, generator: torch.Generator | None, device="cpu",
+               coarse: int = 4) -> torch.Tensor:
+    """Smooth multiplicative field exp(N(0, s)) with s up to `std_max`, as (B, 1, X, Y, Z)."""
+    batch = shape[0]
+    std = uniform(0, std_max, (batch, 1, 1, 1, 1), generator, device)
+    field = torch.randn((batch, 1, coarse, coarse, coarse), generator=generator, device=device) * std
+    return torch.exp(F.interpolate(field, size=tuple(shape[2:]), mode="trilinear", align_corners=True))
+
+
+def normalise(volume: torch.Tensor, quantile: float = 0.999) -> torch.Tensor:
+    """Per-sample min to 0 and the `quantile` to 1 (estimated on a strided subsample), clipped to [0, 1]."""
+    flat = volume.reshape(volume.shape[0], -1)
+    sub = flat[:, :: max(1, flat.shape[1] // 200_000)]
+    low = sub.min(dim=1).values.view(-1, 1, 1, 1, 1)
+    high = torch.quantile(sub, quantile, dim=1).view(-1, 1, 1, 1, 1)
+    return ((volume - low) / (high - low).clamp(min=1e-6)).clamp(0, 1)
+
+
+def gamma_and_noise(volume: torch.Tensor, gamma_std: float, noise_max: float,
+                    generator: torch.Generator | None) -> torch.Tensor:
+    """Gamma exp(N(0, gamma_std)) on a [0, 1] volume, then Gaussian noise of std up to `noise_max`, clipped."""
+    batch, device = volume.shape[0], volume.device
+    gamma = torch.exp(torch.randn((batch, 1, 1, 1, 1), generator=generator, device=device) * gamma_std)
+    std = uniform(0, noise_max, (batch, 1, 1, 1, 1), generator, device)
+    noise = torch.randn(volume.shape, generator=generator, device=device) * std
+    return (volume.clamp(min=0) ** gamma + noise).clamp(0, 1)

@@ -1,0 +1,82 @@
+"""Label maps the synthetic engine draws from: real whole-head maps, or random shapes (seed 001).
+
+A `LabelBank` holds N label maps on one RAS grid as a ``(N, 1, X, Y, Z)`` int16 tensor of contiguous
+indices, with `values` mapping each index back to its FreeSurfer label number and `intensity_class`
+giving homologous left/right structures one shared intensity class (so contrast is never a side cue).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from brainkit.io import load
+from brainkit.spatial import NEAREST, Geometry, Grid, foreground_bbox
+
+# FreeSurfer aseg left -> right homologues (labels_table.txt of SynthSeg).
+LEFT_RIGHT_PAIRS = {2: 41, 3: 42, 4: 43, 5: 44, 7: 46, 8: 47, 10: 49, 11: 50, 12: 51, 13: 52, 17: 53, 18: 54,
+                    26: 58, 28: 60, 30: 62, 31: 63}
+
+
+@dataclass
+class LabelBank:
+    """Label maps on one grid, ready for batched generation (see module docstring)."""
+
+    maps: torch.Tensor  # (N, 1, X, Y, Z) int16 contiguous label indices
+    values: np.ndarray  # (K,) FreeSurfer label number of each index
+    intensity_class: torch.Tensor  # (K,) int64 class of each index; left/right homologues share one
+    spacing: float
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.values)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.intensity_class.max()) + 1
+
+    @classmethod
+    def from_arrays(cls, arrays: list[np.ndarray], spacing: float = 1.0) -> LabelBank:
+        """Build a bank from integer label arrays that already share one RAS grid."""
+        values = np.unique(np.concatenate([np.unique(a) for a in arrays])).astype(np.int64)
+        lookup = {int(v): i for i, v in enumerate(values)}
+        index_of = np.zeros(int(values.max()) + 1, np.int16)
+        index_of[values] = np.arange(len(values))
+        maps = torch.from_numpy(np.stack([index_of[a.astype(np.int64)] for a in arrays])[:, None])
+        classes = np.arange(len(values))
+        for left, right in LEFT_RIGHT_PAIRS.items():
+            if left in lookup and right in lookup:
+                classes[lookup[right]] = classes[lookup[left]]
+        _, classes = np.unique(classes, return_inverse=True)
+        return cls(maps, values, torch.from_numpy(classes.astype(np.int64)), spacing)
+
+    @classmethod
+    def from_files(cls, paths: list[Path], spacing: float = 1.0, shape: tuple[int, int, int] = (160, 160, 160)
+                   ) -> LabelBank:
+        """Load label maps, reorient to RAS, resample to `spacing` and centre them in a box of `shape`."""
+        arrays = []
+        for path in paths:
+            scan = load(path)
+            geometry = Geometry(Grid(scan.shape, scan.affine)).to_ras().resample(spacing)
+            labels = geometry.apply(scan.data, NEAREST)
+            start, stop = foreground_bbox((labels > 0).astype(np.float32))
+            geometry.crop_centred((start + stop) / 2, shape)
+            arrays.append(geometry.steps[-1].apply(labels, NEAREST).astype(np.int32))
+        return cls.from_arrays(arrays, spacing)
+
+
+def random_shape_labels(batch: int, shape: tuple[int, int, int], n_labels: int = 12, smoothness: int = 8,
+                        generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+                        ) -> torch.Tensor:
+    """Random-shape label maps as in seed 001: arg-max over smoothed noise channels.
+
+    Returns ``(batch, 1, X, Y, Z)`` int64 labels in ``[0, n_labels)``; larger `smoothness` gives larger blobs.
+    """
+    coarse = tuple(max(2, n // smoothness) for n in shape)
+    noise = torch.randn((batch, n_labels, *coarse), generator=generator, device=device)
+    smooth = F.interpolate(noise, size=shape, mode="trilinear", align_corners=False)
+    return smooth.argmax(dim=1, keepdim=True)
