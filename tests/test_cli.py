@@ -52,3 +52,25 @@ def test_demo_writes_inputs_info_and_montage(tmp_path):
     for name in ("inputs/mni152_t1.nii.gz", "inputs/mni152_t1_mirrored.nii.gz", "info.csv", "montage.png"):
         assert (tmp_path / "demo" / name).stat().st_size > 0, name
     assert (tmp_path / "demo" / "montage.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_synth_writes_images_labels_params_and_montage(tmp_path, shared_data):
+    labels = shared_data / "synthseg_label_maps" / "training_seg_01.nii.gz"
+    result = brainkit("synth", "--labels", str(labels), "-n", "3", "--shape", "48", "--spacing", "4",
+                      "-o", str(tmp_path), "--seed", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    import nibabel as nib
+    import numpy as np
+
+    image = nib.load(str(tmp_path / "synth_0002_image.nii.gz"))
+    label_map = np.asarray(nib.load(str(tmp_path / "synth_0002_labels.nii.gz")).dataobj)
+    assert image.shape == (48, 48, 48) and np.allclose(image.header.get_zooms(), 4.0)
+    assert {17, 53}.issubset(set(np.unique(label_map).tolist()))  # FreeSurfer numbers, not indices
+    assert (tmp_path / "montage.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "synth_0000_params.json").exists()
+
+
+def test_synth_random_shapes_without_label_maps(tmp_path):
+    result = brainkit("synth", "-n", "2", "--shape", "32", "-o", str(tmp_path), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "synth_0001_image.nii.gz").exists()

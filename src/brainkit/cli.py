@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("-o", "--output", default="brainkit_demo", help="output folder")
     demo_parser.set_defaults(handler=run_demo)
 
-    for task in all_tasks():
+    from brainkit.synth.command import COMMAND as SYNTH
+
+    for task in [SYNTH, *all_tasks()]:
         task_parser = commands.add_parser(task.name, parents=[parent], help=task.help)
         task.add_arguments(task_parser)
         task_parser.set_defaults(handler=task.run)

@@ -47,3 +47,19 @@ def save_montage(panels: list[tuple[str, np.ndarray, np.ndarray]], target: str |
     write_with(target, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
     plt.close(fig)
     return Path(target)
+
+
+def save_slice_grid(slices: list[tuple[str, np.ndarray]], target: str | Path, columns: int = 4) -> Path:
+    """Save titled 2D slices in a grid (gray, each with its own 0.5-99.5 percentile window) as PNG."""
+    rows = max(1, -(-len(slices) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.5 * columns, 2.5 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, (name, image) in zip(axes.ravel(), slices):
+        low, high = np.percentile(image, [0.5, 99.5])
+        ax.imshow(image, cmap="gray", vmin=low, vmax=high)
+        ax.set_title(name, fontsize=8)
+    fig.tight_layout()
+    write_with(target, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    plt.close(fig)
+    return Path(target)

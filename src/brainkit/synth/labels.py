@@ -30,6 +30,7 @@ class LabelBank:
     values: np.ndarray  # (K,) FreeSurfer label number of each index
     intensity_class: torch.Tensor  # (K,) int64 class of each index; left/right homologues share one
     spacing: float
+    affine: np.ndarray  # 4x4 voxel -> world of the maps' grid (RAS, centred on the first map's brain)
 
     @property
     def n_labels(self) -> int:
@@ -40,7 +41,8 @@ class LabelBank:
         return int(self.intensity_class.max()) + 1
 
     @classmethod
-    def from_arrays(cls, arrays: list[np.ndarray], spacing: float = 1.0) -> LabelBank:
+    def from_arrays(cls, arrays: list[np.ndarray], spacing: float = 1.0, affine: np.ndarray | None = None
+                    ) -> LabelBank:
         """Build a bank from integer label arrays that already share one RAS grid."""
         values = np.unique(np.concatenate([np.unique(a) for a in arrays])).astype(np.int64)
         lookup = {int(v): i for i, v in enumerate(values)}
@@ -52,13 +54,14 @@ class LabelBank:
             if left in lookup and right in lookup:
                 classes[lookup[right]] = classes[lookup[left]]
         _, classes = np.unique(classes, return_inverse=True)
-        return cls(maps, values, torch.from_numpy(classes.astype(np.int64)), spacing)
+        affine = np.diag([spacing, spacing, spacing, 1.0]) if affine is None else affine
+        return cls(maps, values, torch.from_numpy(classes.astype(np.int64)), spacing, affine)
 
     @classmethod
     def from_files(cls, paths: list[Path], spacing: float = 1.0, shape: tuple[int, int, int] = (160, 160, 160)
                    ) -> LabelBank:
         """Load label maps, reorient to RAS, resample to `spacing` and centre them in a box of `shape`."""
-        arrays = []
+        arrays, affines = [], []
         for path in paths:
             scan = load(path)
             geometry = Geometry(Grid(scan.shape, scan.affine)).to_ras().resample(spacing)
@@ -66,7 +69,8 @@ class LabelBank:
             start, stop = foreground_bbox((labels > 0).astype(np.float32))
             geometry.crop_centred((start + stop) / 2, shape)
             arrays.append(geometry.steps[-1].apply(labels, NEAREST).astype(np.int32))
-        return cls.from_arrays(arrays, spacing)
+            affines.append(geometry.grid.affine)
+        return cls.from_arrays(arrays, spacing, affines[0])
 
 
 def random_shape_labels(batch: int, shape: tuple[int, int, int], n_labels: int = 12, smoothness: int = 8,

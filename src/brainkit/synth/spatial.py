@@ -48,8 +48,9 @@ def compose_affine(in_shape: tuple[int, int, int], out_shape: tuple[int, int, in
     return affine
 
 
-def random_affine(batch: int, in_shape: tuple[int, int, int], out_shape: tuple[int, int, int], rotation: float, scaling: float, shear: float,
-                  translation: float, generator: torch.Generator | None, device="cpu") -> tuple[torch.Tensor, dict]:
+def random_affine(batch: int, in_shape: tuple[int, int, int], out_shape: tuple[int, int, int], rotation: float,
+                  scaling: float, shear: float, translation: float, generator: torch.Generator | None,
+                  device="cpu") -> tuple[torch.Tensor, dict]:
     """Draw (B, 4, 4) affines with rotations up to `rotation` degrees, scales 1 +- `scaling`, shears up to
     `shear`, translations up to `translation` voxels; return them with the drawn parameters."""
     params = {
@@ -84,7 +85,8 @@ def smooth_displacement(batch: int, shape: tuple[int, int, int], max_std: float,
     std = uniform(0, max_std, (batch, 1, 1, 1, 1), generator, device)
     field = torch.randn((batch, 3, *coarse), generator=generator, device=device) * std
     if integrate_steps:
-        to_coarse = ((torch.tensor(coarse, device=device) - 1) / (torch.tensor(shape, device=device) - 1)).view(1, 3, 1, 1, 1)
+        to_coarse = (torch.tensor(coarse, device=device) - 1) / (torch.tensor(shape, device=device) - 1)
+        to_coarse = to_coarse.view(1, 3, 1, 1, 1)
         field = field * to_coarse / 2**integrate_steps
         for _ in range(integrate_steps):
             field = field + sample(field, identity_grid(coarse, device).unsqueeze(0) + field, "bilinear", "border")

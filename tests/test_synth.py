@@ -1,0 +1,135 @@
+"""Synthetic engine: reproducible, labels aligned with intensities, affine as returned, pair and mirror modes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from brainkit.synth import LabelBank, SynthConfig, SynthEngine, random_shape_labels
+from brainkit.synth.spatial import control_points, dense, mapped_points, smooth_displacement
+
+SHAPE = (40, 40, 40)
+STILL = dict(rotation_deg=0.0, scaling=0.0, shear=0.0, translation=0.0, deform_std=0.0)
+CLEAN = dict(label_std_max=0.0, blur_max=0.0, thick_prob=0.0, bias_std=0.0, gamma_std=0.0, noise_max=0.0)
+
+
+def toy_bank() -> LabelBank:
+    """Background 0, a left (2) and right (41) hemisphere, a 'thalamus' pair (10/49) and a marker cube (99)."""
+    labels = np.zeros(SHAPE, np.int32)
+    labels[8:20, 8:32, 8:32] = 2
+    labels[20:32, 8:32, 8:32] = 41
+    labels[12:16, 14:18, 14:18] = 10
+    labels[24:28, 14:18, 14:18] = 49
+    labels[17:20, 25:28, 10:13] = 99
+    return LabelBank.from_arrays([labels, np.flip(labels, 1).copy()])
+
+
+def test_bank_gives_left_right_homologues_one_intensity_class():
+    bank = toy_bank()
+    cls = dict(zip(bank.values.tolist(), bank.intensity_class.tolist()))
+    assert cls[2] == cls[41] and cls[10] == cls[49]
+    assert len({cls[0], cls[2], cls[10], cls[99]}) == 4
+
+
+def test_same_seed_same_batch_and_different_seed_differs():
+    config = SynthConfig(shape=SHAPE)
+    first = SynthEngine(toy_bank(), config, seed=3).generate(2)
+    again = SynthEngine(toy_bank(), config, seed=3).generate(2)
+    other = SynthEngine(toy_bank(), config, seed=4).generate(2)
+    assert torch.equal(first.image, again.image) and torch.equal(first.labels, again.labels)
+    assert not torch.equal(first.image, other.image)
+
+
+def test_images_are_finite_in_unit_range_with_documented_shapes():
+    batch = SynthEngine(toy_bank(), SynthConfig(shape=SHAPE), seed=0).generate(3)
+    assert batch.image.shape == (3, 1, *SHAPE) and batch.labels.shape == (3, 1, *SHAPE)
+    assert batch.image.dtype == torch.float32 and batch.labels.dtype == torch.int64
+    assert torch.isfinite(batch.image).all()
+    assert batch.image.min() >= 0 and batch.image.max() <= 1
+    assert batch.affine.shape == (3, 4, 4)
+
+
+def test_each_label_region_has_one_intensity_when_acquisition_effects_are_off():
+    engine = SynthEngine(toy_bank(), SynthConfig(shape=SHAPE, deform_std=2.0, **CLEAN), seed=1)
+    batch = engine.generate(2)
+    for image, labels in zip(batch.image[:, 0], batch.labels[:, 0]):
+        for index in labels.unique():
+            values = image[labels == index]
+            assert float(values.max() - values.min()) < 1e-5  # deformed labels and image stay aligned
+        left = image[labels == int(np.flatnonzero(engine.bank.values == 10)[0])]
+        right = image[labels == int(np.flatnonzero(engine.bank.values == 49)[0])]
+        if len(left) and len(right):
+            assert torch.allclose(left[0], right[0])
+
+
+def test_returned_affine_maps_output_voxels_to_label_voxels():
+    config = SynthConfig(shape=SHAPE, rotation_deg=20, scaling=0.1, translation=3, deform_std=0.0, **CLEAN)
+    engine = SynthEngine(toy_bank(), config, seed=5)
+    batch = engine.generate(4)
+    marker = int(np.flatnonzero(engine.bank.values == 99)[0])
+    for i in range(4):
+        source = engine.bank.maps[int(batch.params["map_index"][i]), 0]
+        where_in = torch.nonzero(source == marker).float().mean(0)
+        where_out = torch.nonzero(batch.labels[i, 0] == marker).float().mean(0)
+        mapped = batch.affine[i, :3, :3] @ where_out + batch.affine[i, :3, 3]
+        assert torch.allclose(mapped, where_in, atol=1.0)
+
+
+def test_mirrored_samples_are_exact_left_right_flips():
+    config = SynthConfig(shape=SHAPE)
+    plain = SynthEngine(toy_bank(), config, seed=7).generate(4)
+    mirrored, flipped = SynthEngine(toy_bank(), config, seed=7).generate_mirrored(4)
+    assert flipped.dtype == torch.bool
+    for i in range(4):
+        expected = plain.labels[i].flip(1) if flipped[i] else plain.labels[i]
+        assert torch.equal(mirrored.labels[i], expected)
+
+
+def test_aligned_pairs_share_labels_and_misaligned_pairs_follow_their_transform():
+    engine = SynthEngine(toy_bank(), SynthConfig(shape=SHAPE, **STILL), seed=2)
+    fixed, moving, relative, misaligned = engine.generate_pair(3, misaligned_prob=0.0, aligned_shift=0.0,
+                                                               aligned_rotation_deg=0.0)
+    assert not misaligned.any()
+    assert torch.equal(fixed.labels, moving.labels)
+    assert not torch.equal(fixed.image, moving.image)  # independent contrasts
+    fixed, moving, relative, misaligned = engine.generate_pair(3, misaligned_prob=1.0, min_shift=3, max_shift=5,
+                                                               warp_std=0.0)
+    assert misaligned.all()
+    for i in range(3):
+        moving_labels, fixed_labels = moving.labels[i, 0], fixed.labels[i, 0]
+        assert not torch.equal(moving_labels, fixed_labels)
+        q = control_points(SHAPE, 1).view(1, 3, *SHAPE)
+        at = mapped_points(relative[i : i + 1], q, None, SHAPE)[0].round().long().clamp(0, SHAPE[0] - 1)
+        looked_up = fixed_labels[at[0], at[1], at[2]]
+        foreground = moving_labels > 0
+        agreement = (looked_up[foreground] == moving_labels[foreground]).float().mean()
+        assert agreement > 0.9
+
+
+def test_random_shape_maps_and_engine_without_a_bank():
+    generator = torch.Generator().manual_seed(0)
+    labels = random_shape_labels(2, (24, 24, 24), n_labels=6, generator=generator)
+    assert labels.shape == (2, 1, 24, 24, 24) and int(labels.max()) < 6 and int(labels.min()) >= 0
+    assert len(labels.unique()) > 3
+    batch = SynthEngine(None, SynthConfig(shape=(24, 24, 24), random_shape_labels=6), seed=0).generate(2)
+    assert torch.isfinite(batch.image).all()
+
+
+def test_velocity_field_integration_is_finite_and_smooth():
+    generator = torch.Generator().manual_seed(0)
+    field = smooth_displacement(2, SHAPE, 3.0, 8, generator, integrate_steps=5)
+    assert torch.isfinite(field).all()
+    full = dense(field, SHAPE)
+    assert full.shape == (2, 3, *SHAPE)
+    assert float(full.diff(dim=2).abs().max()) < 2.0
+
+
+@pytest.mark.parametrize("name", ["training_seg_01.nii.gz"])
+def test_real_label_map_bank(shared_data, name):
+    bank = LabelBank.from_files([shared_data / "synthseg_label_maps" / name], spacing=2.0, shape=(96, 96, 96))
+    assert bank.maps.shape == (1, 1, 96, 96, 96)
+    assert {17, 53}.issubset(set(bank.values.tolist()))
+    assert (bank.maps > 0).float().mean() > 0.2  # the head fills the box
+    batch = SynthEngine(bank, SynthConfig(shape=(96, 96, 96)), seed=0).generate(1)
+    assert torch.isfinite(batch.image).all()
