@@ -71,10 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     from brainkit.synth.command import COMMAND as SYNTH
 
-    for task in [SYNTH, *all_tasks()]:
+    tasks = all_tasks()
+    for task in [SYNTH, *tasks]:
         task_parser = commands.add_parser(task.name, parents=[parent], help=task.help)
         task.add_arguments(task_parser)
         task_parser.set_defaults(handler=task.run)
+    for verb, help_text in (("train", "train a job's model"), ("evaluate", "measure a job's model or outputs")):
+        verb_parser = commands.add_parser(verb, help=help_text)
+        jobs = verb_parser.add_subparsers(dest="job", required=True, metavar="JOB")
+        for task in tasks:
+            if getattr(task, verb) is not None:
+                add_arguments, handler = getattr(task, verb)
+                job_parser = jobs.add_parser(task.name, parents=[parent])
+                add_arguments(job_parser)
+                job_parser.set_defaults(handler=handler)
     return parser
 
 

@@ -19,6 +19,7 @@ class Task:
     add_arguments: adds the job's own options to its subparser.
     run: runs the command from parsed arguments and returns the exit code.
     demo: optional; runs the job on the demo inputs, writing under the folder, returning what it wrote.
+    train, evaluate: optional (add_arguments, run) pairs for `brainkit train <name>` / `brainkit evaluate <name>`.
     """
 
     name: str
@@ -26,6 +27,8 @@ class Task:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     demo: Callable[[list[Path], Path], list[Path]] | None = None
+    train: tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]] | None = None
+    evaluate: tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]] | None = None
 
 
 def all_tasks() -> list[Task]:

@@ -1,0 +1,1 @@
+"""Network builders (MONAI networks configured for brainkit's jobs)."""

@@ -1,0 +1,230 @@
+"""Left-right orientation check: is the image's left (per its header) the patient's left?
+
+load -> RAS, 3 mm, 64^3 box on the head (recorded geometry) -> mirror-antisymmetric 3D CNN -> orientation.csv.
+Trained on synthetic heads from the 15 real label maps (any contrast) plus augmented real scans, with
+mirroring as the label. Everything is read from the header's world axes, never from voxel order.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brainkit.batch import print_failures, run_over_inputs
+from brainkit.io import Scan, discover, load
+from brainkit.io.write import write_csv
+from brainkit.nets.mirror import mirror_classifier
+from brainkit.runtime import console, resolve_device
+from brainkit.spatial import Geometry, Grid, foreground_bbox
+from brainkit.synth import LabelBank, SynthConfig, SynthEngine
+from brainkit.synth.intensity import bias_field, gamma_and_noise, gaussian_blur, normalise
+from brainkit.synth.spatial import control_points, dense, mapped_points, random_affine, sample, uniform
+from brainkit.tasks import Task
+from brainkit.train import TrainConfig, train
+
+SPACING = 3.0
+SHAPE = (64, 64, 64)
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "orient.pt"
+UNCERTAIN_BAND = (0.2, 0.8)  # p_flipped inside this band -> "uncertain" (see the model card)
+COLUMNS = ["input", "p_flipped", "decision"]
+
+
+def prepare(scan: Scan) -> tuple[torch.Tensor, Geometry]:
+    """(1, 1, 64, 64, 64) tensor of the head in RAS at 3 mm, normalised to [0, 1], and its geometry."""
+    geometry = Geometry(Grid(scan.shape, scan.affine)).to_ras().resample(SPACING)
+    coarse = geometry.apply(scan.data)
+    start, stop = foreground_bbox(coarse)
+    geometry.crop_centred((start + stop) / 2, SHAPE)
+    box = geometry.steps[-1].apply(coarse, fill=float(coarse.min()))
+    tensor = torch.from_numpy(np.ascontiguousarray(box, dtype=np.float32))[None, None]
+    return normalise(tensor), geometry
+
+
+def load_model(path: Path = WEIGHTS, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The bundled orientation network (fp16 weights, run in fp32)."""
+    model = mirror_classifier(SHAPE)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict({key: value.float() for key, value in state.items()})
+    return model.to(device).eval()
+
+
+def decide(p_flipped: float, band: tuple[float, float] = UNCERTAIN_BAND) -> str:
+    """ok / flipped / uncertain from the probability that left-right is mirrored."""
+    if band[0] < p_flipped < band[1]:
+        return "uncertain"
+    return "flipped" if p_flipped >= band[1] else "ok"
+
+
+@dataclass
+class OrientResult:
+    input: str
+    p_flipped: float
+    decision: str
+
+
+def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cpu") -> OrientResult:
+    """Probability that the scan's header left-right is mirrored relative to its anatomy."""
+    tensor, _ = prepare(scan)
+    with torch.no_grad():
+        p = float(torch.sigmoid(model(tensor.to(device)))[0])
+    source = str(scan.source if scan.source.is_file() else scan.source / scan.stem)
+    return OrientResult(source, round(p, 4), decide(p))
+
+
+def orient(inputs: list[str | Path], out_dir: str | Path, device: str = "auto", quiet: bool = True,
+           verbose: bool = False):
+    """Python API of `brainkit orient`: writes out_dir/orientation.csv and returns the batch outcome."""
+    torch_device = resolve_device(device)
+    model = load_model(device=torch_device)
+    outcome = run_over_inputs(inputs, lambda scan: predict(scan, model, torch_device), "orient", quiet, verbose)
+    rows = [vars(result) for result in outcome.results]
+    write_csv(Path(out_dir) / "orientation.csv", rows, COLUMNS)
+    return outcome
+
+
+# ---- training ----------------------------------------------------------------------------------------------
+
+REAL_TRAIN = ["t1_depression/sub-0*_T1w.nii.gz", "t1_depression/sub-1*_T1w.nii.gz", "heads/allineate_*.nii.gz",
+              "heads/nipy_anatomical_2mm.nii.gz", "pairs_open_ms_mni/patient07/[TF]*_regtoMNI.nii.gz",
+              "pairs_open_ms_raw/patient01/study1_*.nii.gz", "templates/MNI152_T1_1mm_fsl_asym.nii.gz",
+              "templates/colin27/ch2*.nii.gz", "seg_freesurfer/niivue_norm/norm.mgz"]
+REAL_VALIDATION = ["t1_depression/sub-5*_T1w.nii.gz", "heads/seg3d_T1_head.nii.gz",
+                   "pairs_open_ms_mni/patient19/[TF]*_regtoMNI.nii.gz", "tumor_brats2013/*/*_subtrMeanDivStd.nii.gz"]
+
+
+def real_scans(data: Path, patterns: list[str]) -> list[Path]:
+    """Real scans matching glob patterns under the data folder (subject-wise split lists above)."""
+    return sorted({path for pattern in patterns for path in data.glob(pattern)})
+
+
+def prepared_stack(paths: list[Path]) -> torch.Tensor:
+    """(N, 1, 64, 64, 64) prepared tensors of the given scans."""
+    return torch.cat([prepare(load(path))[0] for path in paths])
+
+
+def augment_real(volumes: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random small affine, blur, bias, gamma and noise, then mirror a random half; returns (images, flipped)."""
+    batch = volumes.shape[0]
+    affine, _ = random_affine(batch, SHAPE, SHAPE, 12.0, 0.12, 0.02, 4.0, generator)
+    coords = dense(mapped_points(affine, control_points(SHAPE, 16), None, SHAPE), SHAPE)
+    images = sample(volumes, coords, "bilinear")
+    images = gaussian_blur(images, uniform(0, 1.2, (batch, 3), generator))
+    images = images * bias_field(images.shape, 0.3, generator)
+    images = gamma_and_noise(normalise(images), 0.25, 0.03, generator)
+    flipped = torch.rand((batch,), generator=generator) < 0.5
+    images = torch.where(flipped.view(-1, 1, 1, 1, 1), images.flip(2), images)
+    return images, flipped
+
+
+def training_batches(data: Path, synth_per_batch: int, real_per_batch: int):
+    """`batch_for(step, generator)` mixing synthetic heads from the label maps with augmented real scans."""
+    maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
+    bank = LabelBank.from_files(maps, spacing=SPACING, shape=SHAPE)
+    config = SynthConfig(shape=SHAPE, rotation_deg=12, scaling=0.12, translation=4, deform_std=1.0,
+                         deform_spacing=8, thick_max=2.0, blur_max=0.8)
+    engine = SynthEngine(bank, config)
+    real = prepared_stack(real_scans(data, REAL_TRAIN))
+    console.print(f"orient training: {len(maps)} label maps, {len(real)} real training scans")
+
+    def batch_for(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        engine.generator = generator
+        synthetic, synthetic_flipped = engine.generate_mirrored(synth_per_batch)
+        chosen = torch.randint(len(real), (real_per_batch,), generator=generator)
+        images, flipped = augment_real(real[chosen], generator)
+        return (torch.cat([synthetic.image, images]), torch.cat([synthetic_flipped, flipped]).float())
+
+    return batch_for
+
+
+def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    data = Path(args.data)
+    out = Path(args.output)
+    model = mirror_classifier(SHAPE)
+    validation = prepared_stack(real_scans(data, REAL_VALIDATION))
+
+    def validate(net: torch.nn.Module) -> dict[str, float]:
+        logits = net(validation)
+        return {"val_accuracy": float((logits < 0).float().mean()), "val_min_margin": float((-logits).min())}
+
+    config = TrainConfig(steps=args.steps, checkpoint=out / "checkpoint.pt", log=out / "log.jsonl", lr=args.lr,
+                         seed=args.seed, checkpoint_every=50, log_every=10, validate_every=100,
+                         max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+    model = train(model, training_batches(data, args.synth, args.real), bce, config, resolve_device(args.device),
+                  validate=validate)
+    torch.save({key: value.half() for key, value in model.state_dict().items()}, out / "orient.pt")
+    console.print(f"wrote {out / 'orient.pt'}")
+    return 0
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="../shared/data", help="the shared real-data folder")
+    parser.add_argument("-o", "--output", default="runs/orient", help="checkpoint, log and final weights")
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--synth", type=int, default=4, help="synthetic heads per batch")
+    parser.add_argument("--real", type=int, default=4, help="augmented real scans per batch")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumable) after this long")
+
+
+# ---- command line ------------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/MGZ files, DICOM or BIDS folders")
+    parser.add_argument("-o", "--output", required=True, help="output folder (orientation.csv)")
+
+
+def run(args: argparse.Namespace) -> int:
+    outcome = orient(args.inputs, args.output, args.device, args.quiet, args.verbose)
+    for result in outcome.results:
+        console.print(f"{result.decision:9s} p_flipped={result.p_flipped:.3f}  {result.input}")
+    print_failures(outcome.failures)
+    return outcome.exit_code
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Each scan as is (truth: ok) and mirrored (truth: flipped): accuracy, uncertain rate, misclassified."""
+    model = load_model(device=resolve_device(args.device))
+    rows, failures = [], 0
+    for item in discover(args.inputs):
+        try:
+            tensor, _ = prepare(load(item.path))
+        except Exception as err:  # noqa: BLE001 - report and go on
+            console.print(f"skipped {item.path}: {err}")
+            failures += 1
+            continue
+        with torch.no_grad():
+            p = float(torch.sigmoid(model(tensor))[0])
+        for mirrored, prob in ((False, p), (True, 1 - p)):  # the model is exactly antisymmetric
+            decision = decide(prob)
+            correct = decision == ("flipped" if mirrored else "ok")
+            rows.append({"input": str(item.path), "mirrored": mirrored, "p_flipped": round(prob, 4),
+                         "decision": decision, "correct": correct})
+    n = len(rows)
+    correct = sum(row["correct"] for row in rows)
+    uncertain = sum(row["decision"] == "uncertain" for row in rows)
+    wrong = [row for row in rows if not row["correct"] and row["decision"] != "uncertain"]
+    console.print(f"{n} cases ({n // 2} scans x as-is/mirrored): accuracy {correct / max(n, 1):.4f}, "
+                  f"uncertain {uncertain / max(n, 1):.4f}, confidently wrong {len(wrong)}")
+    for row in rows:
+        if not row["correct"]:
+            console.print(f"  {row['decision']:9s} p={row['p_flipped']:.3f} mirrored={row['mirrored']} {row['input']}")
+    if args.output:
+        write_csv(Path(args.output) / "orient_evaluation.csv", rows, list(rows[0]) if rows else ["input"])
+    return 1 if failures else 0
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="scans with correct headers (folders searched)")
+    parser.add_argument("-o", "--output", help="also write DIR/orient_evaluation.csv")
+
+
+TASK = Task("orient", "left-right flip check -> orientation.csv", add_arguments, run,
+            train=(add_train_arguments, run_train), evaluate=(add_evaluate_arguments, run_evaluate))
