@@ -63,3 +63,37 @@ def save_slice_grid(slices: list[tuple[str, np.ndarray]], target: str | Path, co
     write_with(target, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
     plt.close(fig)
     return Path(target)
+
+
+def save_overlay(background: np.ndarray, overlay: np.ndarray, affine: np.ndarray, target: str | Path,
+                 title: str = "", cmap: str = "jet", alpha: float = 0.4, label_map: bool = False) -> Path:
+    """Three planes through the overlay's peak (or centre of mass for label maps) on a gray background.
+
+    Both arrays share one grid and `affine`; views are RAS, radiological (patient's right on the left).
+    Zero overlay voxels are transparent.
+    """
+    volume, heat = ras_view(background, affine), ras_view(overlay.astype(np.float32), affine)
+    if label_map and heat.any():
+        centre = np.round(np.argwhere(heat > 0).mean(axis=0)).astype(int)
+    else:
+        centre = np.array(np.unravel_index(int(np.argmax(heat)), heat.shape))
+    low, high = np.percentile(volume, [0.5, 99.5])
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+    cuts = [(volume[centre[0]], heat[centre[0]]), (volume[:, centre[1]], heat[:, centre[1]]),
+            (volume[:, :, centre[2]], heat[:, :, centre[2]])]
+    for col, (ax, (image, layer)) in enumerate(zip(axes, cuts)):
+        image, layer = np.rot90(image), np.rot90(layer)
+        if col:
+            image, layer = image[:, ::-1], layer[:, ::-1]
+        ax.imshow(image, cmap="gray", vmin=low, vmax=high)
+        ax.imshow(np.ma.masked_equal(layer, 0), cmap=cmap, alpha=alpha,
+                  interpolation="nearest" if label_map else "bilinear")
+        ax.set_axis_off()
+        if col:
+            ax.text(0.02, 0.02, "R", color="yellow", transform=ax.transAxes)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    write_with(target, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    plt.close(fig)
+    return Path(target)

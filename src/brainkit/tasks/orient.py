@@ -15,9 +15,11 @@ import numpy as np
 import torch
 
 from brainkit.batch import print_failures, run_over_inputs
+from brainkit.explain.gradcam import gradcam
 from brainkit.io import Scan, discover, load
-from brainkit.io.write import write_csv
+from brainkit.io.write import write_csv, write_nifti
 from brainkit.nets.mirror import mirror_classifier
+from brainkit.report.figures import save_overlay
 from brainkit.runtime import console, resolve_device
 from brainkit.spatial import Geometry, Grid, foreground_bbox
 from brainkit.synth import LabelBank, SynthConfig, SynthEngine
@@ -31,6 +33,7 @@ SHAPE = (64, 64, 64)
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "orient.pt"
 UNCERTAIN_BAND = (0.2, 0.8)  # p_flipped inside this band -> "uncertain" (see the model card)
 COLUMNS = ["input", "p_flipped", "decision"]
+CAM_LAYER = "net.layer_2"  # 8^3 feature maps (24 mm cells) of the classifier body
 
 
 def prepare(scan: Scan) -> tuple[torch.Tensor, Geometry]:
@@ -66,23 +69,58 @@ class OrientResult:
     decision: str
 
 
-def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cpu") -> OrientResult:
-    """Probability that the scan's header left-right is mirrored relative to its anatomy."""
-    tensor, _ = prepare(scan)
+def p_flipped(tensor: torch.Tensor, model: torch.nn.Module) -> float:
+    """Probability that a prepared (1, 1, 64, 64, 64) head is mirrored."""
     with torch.no_grad():
-        p = float(torch.sigmoid(model(tensor.to(device)))[0])
+        return float(torch.sigmoid(model(tensor))[0])
+
+
+def explain(tensor: torch.Tensor, geometry: Geometry, model: torch.nn.Module) -> np.ndarray:
+    """Grad-CAM of both reads (the image and its mirror, mapped back), on the input's own grid.
+
+    The score is h(x) - h(mirror x), so the map sums h's Grad-CAM on x and, mirrored back, on mirror x.
+    """
+    direct = gradcam(model.body, tensor, CAM_LAYER)
+    mirrored = gradcam(model.body, tensor.flip(2), CAM_LAYER)[::-1]
+    heat = direct + mirrored
+    heat = heat / max(float(heat.max()), 1e-6)
+    return geometry.to_input_grid(np.ascontiguousarray(heat, dtype=np.float32))
+
+
+def corrected_copy(scan: Scan) -> np.ndarray:
+    """Voxels mirrored along the axis closest to world x; written with the input's own header, so the
+    corrected copy stays on the input's grid and overlays the session's other scans."""
+    x_axis = int(np.argmax(np.abs(scan.affine[0, :3])))
+    return np.ascontiguousarray(np.flip(scan.data, x_axis))
+
+
+def process(scan: Scan, model: torch.nn.Module, out_dir: Path, device: torch.device,
+            want_explain: bool = False, want_fix: bool = False) -> OrientResult:
+    """Score one scan; write its Grad-CAM (NIfTI + PNG) and corrected copy when asked."""
+    tensor, geometry = prepare(scan)
+    p = p_flipped(tensor.to(device), model)
+    decision = decide(p)
+    if want_explain:
+        heat = explain(tensor.to(device), geometry, model)
+        write_nifti(scan.output_path(out_dir, "_gradcam"), heat, scan.affine, scan.header)
+        save_overlay(scan.data, heat * (heat > 0.2), scan.affine, scan.output_path(out_dir, "_gradcam", ".png"),
+                     title=f"{scan.stem}: {decision} (p_flipped={p:.3f})")
+    if want_fix and decision == "flipped":
+        write_nifti(scan.output_path(out_dir, "_lrfixed"), corrected_copy(scan), scan.affine, scan.header)
     source = str(scan.source if scan.source.is_file() else scan.source / scan.stem)
-    return OrientResult(source, round(p, 4), decide(p))
+    return OrientResult(source, round(p, 4), decision)
 
 
-def orient(inputs: list[str | Path], out_dir: str | Path, device: str = "auto", quiet: bool = True,
-           verbose: bool = False):
-    """Python API of `brainkit orient`: writes out_dir/orientation.csv and returns the batch outcome."""
+def orient(inputs: list[str | Path], out_dir: str | Path, device: str = "auto", explain: bool = False,
+           fix: bool = False, quiet: bool = True, verbose: bool = False):
+    """Python API of `brainkit orient`: writes out_dir/orientation.csv (and Grad-CAM / fixed copies when
+    asked) and returns the batch outcome."""
     torch_device = resolve_device(device)
     model = load_model(device=torch_device)
-    outcome = run_over_inputs(inputs, lambda scan: predict(scan, model, torch_device), "orient", quiet, verbose)
-    rows = [vars(result) for result in outcome.results]
-    write_csv(Path(out_dir) / "orientation.csv", rows, COLUMNS)
+    out = Path(out_dir)
+    outcome = run_over_inputs(inputs, lambda scan: process(scan, model, out, torch_device, explain, fix), "orient",
+                              quiet, verbose)
+    write_csv(out / "orientation.csv", [vars(result) for result in outcome.results], COLUMNS)
     return outcome
 
 
@@ -179,10 +217,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/MGZ files, DICOM or BIDS folders")
     parser.add_argument("-o", "--output", required=True, help="output folder (orientation.csv)")
+    parser.add_argument("--explain", action="store_true", help="write <stem>_gradcam.nii.gz and a PNG overlay")
+    parser.add_argument("--fix", action="store_true",
+                        help="for scans judged flipped, write <stem>_lrfixed.nii.gz (voxels mirrored, header kept)")
 
 
 def run(args: argparse.Namespace) -> int:
-    outcome = orient(args.inputs, args.output, args.device, args.quiet, args.verbose)
+    outcome = orient(args.inputs, args.output, args.device, args.explain, args.fix, args.quiet, args.verbose)
     for result in outcome.results:
         console.print(f"{result.decision:9s} p_flipped={result.p_flipped:.3f}  {result.input}")
     print_failures(outcome.failures)
@@ -200,8 +241,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             console.print(f"skipped {item.path}: {err}")
             failures += 1
             continue
-        with torch.no_grad():
-            p = float(torch.sigmoid(model(tensor))[0])
+        p = p_flipped(tensor, model)
         for mirrored, prob in ((False, p), (True, 1 - p)):  # the model is exactly antisymmetric
             decision = decide(prob)
             correct = decision == ("flipped" if mirrored else "ok")
@@ -226,5 +266,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", help="also write DIR/orient_evaluation.csv")
 
 
-TASK = Task("orient", "left-right flip check -> orientation.csv", add_arguments, run,
+def demo(inputs: list[Path], out_dir: Path) -> list[Path]:
+    """Orientation of the demo template and its mirrored copy, with Grad-CAM."""
+    orient(inputs, out_dir, explain=True)
+    return sorted(path for path in out_dir.rglob("*") if path.is_file())
+
+
+TASK = Task("orient", "left-right flip check -> orientation.csv", add_arguments, run, demo=demo,
             train=(add_train_arguments, run_train), evaluate=(add_evaluate_arguments, run_evaluate))
