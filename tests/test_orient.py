@@ -31,7 +31,7 @@ def test_prepare_works_from_world_axes_not_voxel_order():
     second, _ = orient.prepare(lopsided_head(las))
     assert first.shape == (1, 1, 64, 64, 64) and geometry.grid.axcodes == "RAS"
     assert torch.allclose(first, second, atol=1e-5)  # same anatomy, different voxel order: same model input
-    assert 0 <= float(first.min()) and float(first.max()) <= 1
+    assert float(first.min()) >= 0 and float(first.max()) <= 1
 
 
 def test_model_is_exactly_antisymmetric_under_mirroring():
