@@ -167,10 +167,13 @@ def test_dicom_series_geometry_follows_the_standard(tmp_path):
         dicom_slice(folder / f"im{3 - k}.dcm", volume[:, :, k], position=2.0 * k)
     scan = load(folder)
     assert scan.shape == (5, 6, 4)  # (columns, rows, slices)
-    assert np.array_equal(scan.data, volume.transpose(1, 0, 2))
-    expected = np.array([[-0.8, 0, 0, 10], [0, -0.5, 0, 20], [0, 0, 2, 0], [0, 0, 0, 1]])
+    # dcm2niix's voxel order: i along a row, j up the columns (rows flipped), k ascending along the normal
+    assert np.array_equal(scan.data, volume.transpose(1, 0, 2)[:, ::-1])
+    expected = np.array([[-0.8, 0, 0, 10], [0, 0.5, 0, 17.5], [0, 0, 2, 0], [0, 0, 0, 1]])
     assert np.allclose(scan.affine, expected)
-    assert scan.stem == "t1_mprage_5"
+    world_of_first_pixel = scan.affine @ [0, 5, 0, 1]  # DICOM row 0, column 0 of the lowest slice
+    assert np.allclose(world_of_first_pixel[:3], [10, 20, 0])  # = IPP (-10, -20, 0) in LPS
+    assert scan.stem == "5_t1_mprage"
 
 
 def test_dicom_folder_with_no_image(tmp_path):

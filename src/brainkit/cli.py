@@ -69,10 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("-o", "--output", default="brainkit_demo", help="output folder")
     demo_parser.set_defaults(handler=run_demo)
 
+    from brainkit.io.convert import COMMAND as CONVERT
     from brainkit.synth.command import COMMAND as SYNTH
 
     tasks = all_tasks()
-    for task in [SYNTH, *tasks]:
+    for task in [CONVERT, SYNTH, *tasks]:
         task_parser = commands.add_parser(task.name, parents=[parent], help=task.help)
         task.add_arguments(task_parser)
         task_parser.set_defaults(handler=task.run)

@@ -1,0 +1,214 @@
+"""From frames to volumes: series grouping, slice order in space, checks, and dcm2niix's geometry.
+
+Voxel order follows dcm2niix so outputs match it: i along a row (column index), j up the columns (DICOM rows
+flipped), k in ascending position along the slice normal (the vendor's stacking direction where the header
+states it, as Siemens' CSA SliceNormalVector, else row x column direction); a fourth axis holds
+repeated acquisitions in acquisition order. The affine is RAS (DICOM LPS with x and y negated).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+
+from brainkit.errors import BadInputError
+from brainkit.io.dicom.files import looks_like_dicom, read_datasets
+from brainkit.io.dicom.frames import Frame, decoded_pixels, frame_pixels, frames_of
+from brainkit.spatial import LINEAR, Grid, resample_to_grid
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+POSITION_TOLERANCE_MM = 0.01
+MIN_SLICES = 3
+
+
+@dataclass
+class DicomVolume:
+    """A converted series: data (X, Y, Z[, T]) in dcm2niix voxel order, RAS affine, and its frames."""
+
+    data: np.ndarray
+    affine: np.ndarray
+    frames: list[Frame]
+    name: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def dataset(self) -> pydicom.Dataset:
+        return self.frames[0].dataset
+
+
+def series_name(ds: pydicom.Dataset) -> str:
+    """dcm2niix's `%s_%p` naming: series number and protocol name, with unsafe characters replaced."""
+    protocol = str(ds.get("ProtocolName", "") or ds.get("SeriesDescription", "") or "series")
+    protocol = re.sub(r"[^A-Za-z0-9._-]+", "_", protocol).strip("_") or "series"
+    number = str(ds.get("SeriesNumber", "") or "")
+    return f"{number}_{protocol}" if number else protocol
+
+
+def _split_suffix(key: tuple, echoes: list[str]) -> str:
+    """`_e<n>` (n: rank of the echo in order of appearance) when a series has several echoes, then the part."""
+    _, _, echo, part = key
+    suffix = f"_e{echoes.index(echo) + 1}" if len(echoes) > 1 else ""
+    return suffix + {"M": "", "P": "_ph", "PHASE": "_ph", "R": "_real", "REAL": "_real", "I": "_imaginary",
+                     "IMAGINARY": "_imaginary", "FIELD_MAP": "_fieldmap", "B0": "_fieldmap"}[part]
+
+
+def check_orientation(frames: list[Frame], where: object) -> None:
+    """One series, one slice orientation (dcm2niix habit: refuse to mix)."""
+    orientations = np.array([f.orientation for f in frames])
+    if np.abs(orientations - orientations[0]).max() > 1e-3:
+        count = len(np.unique(np.round(orientations, 3), axis=0))
+        raise BadInputError(where, f"inconsistent slice orientation ({count} orientations in one series): "
+                                   "not one volume")
+
+
+def slices_and_volumes(frames: list[Frame], where: object) -> list[list[Frame]]:
+    """Frames arranged as slices[k][t]: k by position along the normal, t by acquisition order."""
+    normal = frames[0].normal
+    distance = np.array([f.position @ normal for f in frames])
+    order = np.argsort(distance, kind="stable")
+    slices: list[list[Frame]] = []
+    last = None
+    for index in order:
+        if last is None or distance[index] - last > POSITION_TOLERANCE_MM:
+            slices.append([])
+            last = distance[index]
+        slices[-1].append(frames[index])
+    counts = {len(s) for s in slices}
+    if len(slices) == 1:
+        raise BadInputError(where, f"all {len(frames)} images lie at one position: not a volume")
+    if len(counts) > 1:
+        raise BadInputError(where, f"slice positions hold {min(counts)} to {max(counts)} images: missing slices or "
+                                   "mixed acquisitions, refusing to build a volume")
+    if len(slices) < MIN_SLICES:
+        raise BadInputError(where, f"only {len(slices)} slices: not a volume")
+    return [sorted(s, key=lambda f: f.order) for s in slices]
+
+
+def slice_step(slices: list[list[Frame]], where: object) -> tuple[np.ndarray, float]:
+    """Mean step between slices (LPS mm) and the gantry tilt in degrees; refuse uneven spacing."""
+    positions = np.array([s[0].position for s in slices])
+    normal = slices[0][0].normal
+    gaps = np.diff(positions @ normal)
+    if gaps.max() - gaps.min() > 0.01 * gaps.mean() + 1e-3:
+        raise BadInputError(where, f"inconsistent slice spacing ({gaps.min():.3g} to {gaps.max():.3g} mm): missing "
+                                   "slices or variable spacing, refusing to build a volume")
+    step = (positions[-1] - positions[0]) / (len(positions) - 1)
+    along = float(step @ normal)
+    lateral = float(np.linalg.norm(step - along * normal))
+    return step, math.degrees(math.atan2(lateral, abs(along)))
+
+
+def voxel_affine(frame: Frame, step: np.ndarray) -> np.ndarray:
+    """RAS affine of dcm2niix's voxel order for a stack starting at `frame` (rows flipped)."""
+    row_dir, col_dir = frame.orientation[:3], frame.orientation[3:]
+    row_spacing, col_spacing = frame.spacing
+    lps = np.eye(4)
+    lps[:3, 0] = row_dir * col_spacing
+    lps[:3, 1] = -col_dir * row_spacing
+    lps[:3, 2] = step
+    lps[:3, 3] = frame.position + (frame.shape[0] - 1) * row_spacing * col_dir
+    return LPS_TO_RAS @ lps
+
+
+def stack_pixels(slices: list[list[Frame]]) -> np.ndarray:
+    """(X, Y, Z, T) scaled voxel values; each file's pixels are decoded once."""
+    decoded: dict[int, np.ndarray] = {}
+    scaled = any(f.slope != 1 or f.intercept != 0 for s in slices for f in s)
+    out = None
+    for k, frames in enumerate(slices):
+        for t, frame in enumerate(frames):
+            key = id(frame.dataset)
+            if key not in decoded:
+                try:
+                    decoded[key] = decoded_pixels(frame.dataset)
+                except Exception as err:  # noqa: BLE001 - codec errors name the file, never crash the batch
+                    raise BadInputError(frame.path, f"pixel data cannot be decoded ({err})") from err
+            image = frame_pixels(frame, decoded[key])
+            if image.shape != frame.shape:
+                raise BadInputError(frame.path, f"image of {image.shape} pixels where {frame.shape} was expected")
+            if out is None:
+                dtype = np.float32 if scaled else image.dtype
+                out = np.empty((frame.shape[1], frame.shape[0], len(slices), len(frames)), dtype)
+            values = image.T[:, ::-1]
+            out[:, :, k, t] = values * np.float32(frame.slope) + np.float32(frame.intercept) if scaled else values
+    return out
+
+
+def correct_tilt(data: np.ndarray, affine: np.ndarray, frame: Frame, step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Resample a tilted stack (sheared affine) onto the orthogonal grid that shares its first slice."""
+    normal = frame.normal
+    orthogonal = voxel_affine(frame, normal * float(step @ normal))
+    grid = Grid(data.shape[:3], orthogonal)
+    moved = np.moveaxis(data, 3, 0).astype(np.float32)
+    resampled = resample_to_grid(moved, Grid(data.shape[:3], affine), grid, order=LINEAR)
+    return np.moveaxis(resampled, 0, 3), orthogonal
+
+
+def assemble(frames: list[Frame], where: object, tilt_correct: bool = False) -> DicomVolume:
+    """Build one volume from one series' frames, or raise BadInputError saying why it is not one."""
+    check_orientation(frames, where)
+    slices = slices_and_volumes(frames, where)
+    step, tilt = slice_step(slices, where)
+    notes = []
+    data = stack_pixels(slices)
+    affine = voxel_affine(slices[0][0], step)
+    if tilt > 0.5:
+        if not tilt_correct:
+            raise BadInputError(where, f"gantry tilt of {tilt:.1f} degrees: rerun with --tilt-correct to resample "
+                                       "onto an orthogonal grid")
+        data, affine = correct_tilt(data, affine, slices[0][0], step)
+        notes.append(f"gantry tilt of {tilt:.1f} degrees corrected by resampling")
+    if data.shape[3] == 1:
+        data = data[..., 0]
+    return DicomVolume(data, affine, [s[0] for s in slices], series_name(frames[0].dataset), notes)
+
+
+def assemble_folder(folder: Path, tilt_correct: bool = False) -> tuple[list[DicomVolume | BadInputError], list[str]]:
+    """Every series in a folder (not recursive): a volume or the reason it is not one; plus notes on skipped
+    files (unreadable, non-image objects)."""
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and looks_like_dicom(p))
+    notes: list[str] = []
+    groups: dict[tuple, list[Frame]] = defaultdict(list)
+    for path, ds, error in read_datasets(paths):
+        if error:
+            notes.append(error)
+            continue
+        frames = frames_of(path, ds)
+        if not frames:
+            notes.append(f"{path.name}: skipped, not an image volume slice ({ds.get('SOPClassUID', 'no SOP class')})")
+        for frame in frames:
+            groups[frame.split].append(frame)
+    echoes: dict[tuple, list[str]] = defaultdict(list)
+    for key in groups:  # groups keep the order frames appeared in
+        if key[2] not in echoes[key[:2]]:
+            echoes[key[:2]].append(key[2])
+    results: list[DicomVolume | BadInputError] = []
+    used: set[str] = set()
+    for key, frames in groups.items():
+        name = series_name(frames[0].dataset) + _split_suffix(key, echoes[key[:2]])
+        where = folder / name
+        try:
+            volume = assemble(frames, where, tilt_correct)
+        except BadInputError as err:
+            results.append(err)
+            continue
+        volume.name = _unique(name, used)
+        results.append(volume)
+    if not groups and not notes:
+        notes.append("no DICOM files")
+    return results, notes
+
+
+def _unique(name: str, used: set[str]) -> str:
+    candidate, letter = name, ord("a")
+    while candidate in used:
+        candidate = f"{name}_{chr(letter)}"
+        letter += 1
+    used.add(candidate)
+    return candidate

@@ -1,0 +1,121 @@
+"""Side-by-side comparison with dcm2niix, the field's reference converter (its PyPI build), and with the
+NIfTI references a validation suite ships (`Ref/`). Used by tests and `benchmarks/dicom_conformance.py`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from brainkit.errors import BadInputError
+from brainkit.io.dicom.assemble import DicomVolume, assemble_folder, series_name
+
+AFFINE_TOLERANCE_MM = 1e-3
+
+
+@dataclass
+class Comparison:
+    """One series: brainkit's result against a reference NIfTI (or why there is none)."""
+
+    folder: str
+    series: str
+    status: str  # "match", "same world", "mismatch", "refused", "no reference"
+    detail: str = ""
+    reference: str = ""
+    affine_error_mm: float | None = None
+    value_error: float | None = None
+
+
+def dcm2niix_executable() -> str | None:
+    """The dcm2niix binary installed by the `dcm2niix` PyPI package (or on PATH)."""
+    beside = Path(sys.executable).with_name("dcm2niix")
+    return str(beside) if beside.exists() else shutil.which("dcm2niix")
+
+
+def run_dcm2niix(folder: Path, out_dir: Path) -> list[Path]:
+    """Convert one folder (not recursive) with dcm2niix, named `%s_%p` like brainkit; return its NIfTI files."""
+    executable = dcm2niix_executable()
+    if executable is None:
+        raise RuntimeError("dcm2niix is not installed: pip install dcm2niix")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run([executable, "-z", "y", "-d", "0", "-f", "%s_%p", "-o", str(out_dir), str(folder)],
+                   capture_output=True, text=True, timeout=600, check=False)
+    return sorted(out_dir.glob("*.nii.gz"))
+
+
+def _errors(ours: np.ndarray, our_affine: np.ndarray, image: nib.Nifti1Image) -> tuple[float, float]:
+    theirs = np.asarray(image.dataobj, dtype=np.float64)
+    return float(np.abs(image.affine - our_affine).max()), float(np.abs(theirs - ours.astype(np.float64)).max())
+
+
+def compare_arrays(ours: DicomVolume, reference: Path) -> tuple[str, str, float, float]:
+    """Shape, affine (mm) and voxel values (after each side's scaling) of our volume against a NIfTI file.
+
+    Returns (status, detail, affine error, value error): "match" when identical within rescale rounding;
+    "same world" when only the voxel storage order differs (both reoriented to RAS agree); else "mismatch".
+    """
+    image = nib.load(str(reference))
+    if tuple(image.shape[:3]) != tuple(ours.data.shape[:3]) and len(image.shape) == len(ours.data.shape):
+        permuted = sorted(image.shape[:3]) == sorted(ours.data.shape[:3])
+        if not permuted:
+            return "mismatch", f"shape {tuple(ours.data.shape)} vs {tuple(image.shape)}", float("nan"), float("nan")
+    if tuple(image.shape) != tuple(ours.data.shape) and sorted(image.shape) != sorted(ours.data.shape):
+        return "mismatch", f"shape {tuple(ours.data.shape)} vs {tuple(image.shape)}", float("nan"), float("nan")
+    slope = max(abs(f.slope) for f in ours.frames)
+    tolerance = 0.5 * slope + 1e-3 * max(1.0, float(np.abs(np.asarray(image.dataobj)).max()))  # rescale rounding
+    if tuple(image.shape) == tuple(ours.data.shape):
+        affine_error, value_error = _errors(ours.data, ours.affine, image)
+        if affine_error <= AFFINE_TOLERANCE_MM and value_error <= tolerance:
+            return "match", "", affine_error, value_error
+    ours_ras = nib.as_closest_canonical(nib.Nifti1Image(ours.data, ours.affine))
+    affine_error, value_error = _errors(np.asarray(ours_ras.dataobj), ours_ras.affine, nib.as_closest_canonical(image))
+    if affine_error <= AFFINE_TOLERANCE_MM and value_error <= tolerance:
+        codes = "".join(nib.aff2axcodes(image.affine))
+        return "same world", f"voxel order differs: dcm2niix {codes}, brainkit {''.join(nib.aff2axcodes(ours.affine))}", \
+            affine_error, value_error
+    return "mismatch", f"affine error {affine_error:.3g} mm, value error {value_error:.3g}", affine_error, value_error
+
+
+def _pick(volume: DicomVolume, candidates: list[Path]) -> Path | None:
+    """The reference file for our volume: same name, else same series number and shape."""
+    by_name = [p for p in candidates if p.name == f"{volume.name}.nii.gz"]
+    if by_name:
+        return by_name[0]
+    number = str(volume.dataset.get("SeriesNumber", ""))
+    pattern = re.compile(rf"(^|_){re.escape(number)}(_.*)?$")
+    same_series = [p for p in candidates if pattern.search(p.name[:-7]) or p.name[:-7].startswith(f"{number}_")]
+    same_shape = [p for p in same_series if sorted(nib.load(str(p)).shape) == sorted(volume.data.shape)]
+    tokens = set(volume.name[len(series_name(volume.dataset)):].split("_")) - {""}
+    return max(same_shape, key=lambda p: len(tokens & set(p.name[:-7].split("_"))), default=None)
+
+
+def compare_folder(folder: Path, suite_ref: Path | None = None, tilt_correct: bool = False) -> list[Comparison]:
+    """Every series of one DICOM folder: against the suite's Ref/ NIfTI when one matches, else dcm2niix's."""
+    volumes, _ = assemble_folder(folder, tilt_correct)
+    with tempfile.TemporaryDirectory() as tmp:
+        converted = run_dcm2niix(folder, Path(tmp))
+        references = sorted(suite_ref.glob("*.nii.gz")) if suite_ref is not None and suite_ref.is_dir() else []
+        results = []
+        for volume in volumes:
+            if isinstance(volume, BadInputError):
+                name = Path(volume.source or "").name
+                theirs = [p.name for p in converted if p.name.startswith(name.split("_")[0] + "_")]
+                said = f"dcm2niix wrote {', '.join(theirs)}" if theirs else "dcm2niix wrote nothing for it either"
+                results.append(Comparison(str(folder), name, "refused", f"{volume.message}; {said}"))
+                continue
+            reference = _pick(volume, references) or _pick(volume, converted)
+            if reference is None:
+                results.append(Comparison(str(folder), volume.name, "no reference", "no matching dcm2niix output"))
+                continue
+            status, detail, affine_error, value_error = compare_arrays(volume, reference)
+            source = "Ref" if reference in references else "dcm2niix"
+            results.append(Comparison(str(folder), volume.name, status, detail, f"{source}:{reference.name}",
+                                      affine_error, value_error))
+    return results
