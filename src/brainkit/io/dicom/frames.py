@@ -174,7 +174,8 @@ def enhanced_frames(path: Path, ds: pydicom.Dataset) -> list[Frame]:
         if position is None or orientation is None or measures is None:
             continue
         scaling = _group(item, shared, "PixelValueTransformationSequence")
-        frame_type = _group(item, shared, "MRImageFrameTypeSequence") or _group(item, shared, "CTImageFrameTypeSequence")
+        frame_type = (_group(item, shared, "MRImageFrameTypeSequence")
+                      or _group(item, shared, "CTImageFrameTypeSequence"))
         echo = _group(item, shared, "MREchoSequence")
         content = _group(item, shared, "FrameContentSequence")
         kind = tuple(str(v).upper() for v in (frame_type.FrameType if frame_type is not None else ()))
