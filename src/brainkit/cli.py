@@ -1,19 +1,32 @@
-"""The `brainkit` command: core commands (info, demo) plus one subcommand per job in `tasks/`."""
+"""The `brainkit` command: core commands plus one subcommand per job module in `tasks/`.
+
+Only the module of the command being run is imported, so `brainkit info` or `brainkit convert` start
+without loading torch; `brainkit --help` imports them all to list them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from pathlib import Path
-
-from rich.table import Table
 
 from brainkit import __version__
-from brainkit.batch import print_failures
-from brainkit.io.info import INFO_COLUMNS, info
-from brainkit.io.write import write_csv
 from brainkit.runtime import configure, console
-from brainkit.tasks import all_tasks
+from brainkit.tasks import Task, task_names
+
+CORE_COMMANDS = {"info": "brainkit.io.info", "convert": "brainkit.io.convert", "synth": "brainkit.synth.command",
+                 "demo": "brainkit.demo"}
+VERBS = {"train": "train a job's model", "evaluate": "measure a job's model or outputs"}
+
+
+def command_modules() -> dict[str, str]:
+    """Subcommand name -> module defining it (`COMMAND` for core commands, `TASK` for jobs)."""
+    return CORE_COMMANDS | {name: f"brainkit.tasks.{name}" for name in task_names()}
+
+
+def load_command(module: str) -> Task:
+    loaded = importlib.import_module(module)
+    return getattr(loaded, "COMMAND", None) or loaded.TASK
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -28,62 +41,31 @@ def common_options() -> argparse.ArgumentParser:
     return parent
 
 
-def run_info(args: argparse.Namespace) -> int:
-    outcome = info(args.inputs, quiet=args.quiet, verbose=args.verbose)
-    table = Table(show_lines=False)
-    for column in INFO_COLUMNS:
-        table.add_column(column, overflow="fold")
-    for row in outcome.results:
-        table.add_row(*(row[c] for c in INFO_COLUMNS))
-    for failure in outcome.failures:
-        table.add_row(failure.source, *[""] * (len(INFO_COLUMNS) - 2), f"[red]{failure.message}[/red]")
-    from rich.console import Console
-
-    Console(width=max(160, console.width)).print(table)
-    if args.output:
-        rows = outcome.results + [{"file": f.source, "problems": f.message} for f in outcome.failures]
-        write_csv(Path(args.output) / "info.csv", rows, INFO_COLUMNS)
-    print_failures(outcome.failures)
-    return outcome.exit_code
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from brainkit.demo import run_demo as demo
-
-    demo(Path(args.output))
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The full parser for `selected` (or for every command when None); other commands get stubs."""
     parser = argparse.ArgumentParser(prog="brainkit", description="Deep learning on brain MRI, on a CPU.")
     parser.add_argument("--version", action="version", version=f"brainkit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parent = common_options()
-
-    info_parser = commands.add_parser("info", parents=[parent], help="describe scans: shape, voxels, problems")
-    info_parser.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/MGZ files, DICOM or BIDS folders")
-    info_parser.add_argument("-o", "--output", help="also write DIR/info.csv")
-    info_parser.set_defaults(handler=run_info)
-
-    demo_parser = commands.add_parser("demo", parents=[parent], help="run every job on bundled example data")
-    demo_parser.add_argument("-o", "--output", default="brainkit_demo", help="output folder")
-    demo_parser.set_defaults(handler=run_demo)
-
-    from brainkit.io.convert import COMMAND as CONVERT
-    from brainkit.synth.command import COMMAND as SYNTH
-
-    tasks = all_tasks()
-    for task in [CONVERT, SYNTH, *tasks]:
-        task_parser = commands.add_parser(task.name, parents=[parent], help=task.help)
-        task.add_arguments(task_parser)
-        task_parser.set_defaults(handler=task.run)
-    for verb, help_text in (("train", "train a job's model"), ("evaluate", "measure a job's model or outputs")):
+    jobs = task_names()
+    for name, module in command_modules().items():
+        if selected not in (None, name):
+            commands.add_parser(name)
+            continue
+        command = load_command(module)
+        sub = commands.add_parser(name, parents=[parent], help=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(handler=command.run)
+    for verb, help_text in VERBS.items():
         verb_parser = commands.add_parser(verb, help=help_text)
-        jobs = verb_parser.add_subparsers(dest="job", required=True, metavar="JOB")
-        for task in tasks:
+        if selected not in (None, verb):
+            continue
+        choices = verb_parser.add_subparsers(dest="job", required=True, metavar="JOB")
+        for name in jobs:
+            task = load_command(f"brainkit.tasks.{name}")
             if getattr(task, verb) is not None:
                 add_arguments, handler = getattr(task, verb)
-                job_parser = jobs.add_parser(task.name, parents=[parent])
+                job_parser = choices.add_parser(name, parents=[parent])
                 add_arguments(job_parser)
                 job_parser.set_defaults(handler=handler)
     return parser
@@ -91,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `brainkit` console script."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    selected = argv[0] if argv and not argv[0].startswith("-") else ("" if "--version" in argv else None)
+    args = build_parser(selected).parse_args(argv)
     configure(threads=args.threads, seed=args.seed)
     try:
         return args.handler(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from brainkit.io.info import INFO_COLUMNS, info
 from brainkit.io.write import write_csv, write_nifti
 from brainkit.report.figures import save_montage
 from brainkit.runtime import console
-from brainkit.tasks import all_tasks
+from brainkit.tasks import Task, all_tasks
 
 
 def write_demo_inputs(folder: Path) -> list[Path]:
@@ -41,3 +42,16 @@ def run_demo(out_dir: Path) -> list[Path]:
             written += task.demo(inputs, out_dir / task.name)
     console.print(f"demo finished in {time.perf_counter() - started:.1f} s; wrote {len(written)} files to {out_dir}")
     return written
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", default="brainkit_demo", help="output folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    run_demo(Path(args.output))
+    return 0
+
+
+COMMAND = Task("demo", "run every job on bundled example data (MNI152 template and a mirrored copy)",
+               add_arguments, run)

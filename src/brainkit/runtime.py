@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import random
+import sys
 
 import numpy as np
-import torch
 from rich.console import Console
 
 console = Console(stderr=True, highlight=False)
 
 
 def configure(threads: int | None = None, seed: int | None = None) -> None:
-    """Set torch's CPU thread count and seed every random generator brainkit uses."""
-    if threads:
-        torch.set_num_threads(threads)
+    """Set torch's CPU thread count and seed every random generator brainkit uses.
+
+    torch is configured when it is loaded already (every command that uses it imports it with its module,
+    before this runs), so commands that never touch torch start without importing it.
+    """
     if seed is not None:
         random.seed(seed)
         np.random.seed(seed % 2**32)
+    if "torch" not in sys.modules:
+        return
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    if seed is not None:
         torch.manual_seed(seed)
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """Map `auto|cpu|cuda` to a torch device; `cuda` without a GPU is a clear error."""
+def resolve_device(name: str = "auto"):
+    """Map `auto|cpu|cuda` to a torch.device; `cuda` without a GPU is a clear error."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
-import torch
-import torch.nn.functional as F
 from nibabel.orientations import aff2axcodes, io_orientation
 
 NEAREST, LINEAR = 0, 1
@@ -74,6 +72,9 @@ class Reorient:
 
 def _interpolate(data: np.ndarray, shape: tuple[int, int, int], order: int) -> np.ndarray:
     """Resize the last three axes with voxel centres aligned (half-voxel convention)."""
+    import torch  # imported here: geometry is also used by commands that should start without torch
+    import torch.nn.functional as F
+
     lead_shape = data.shape[:-3]
     tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)).reshape(1, -1, *data.shape[-3:])
     mode = "trilinear" if order == LINEAR else "nearest-exact"

@@ -31,11 +31,12 @@ class Task:
     evaluate: tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]] | None = None
 
 
+def task_names() -> list[str]:
+    """Names of the job modules in this package (without importing them)."""
+    return sorted(module.name for module in pkgutil.iter_modules(__path__))
+
+
 def all_tasks() -> list[Task]:
     """Every `TASK` defined by a module in this package, in module-name order."""
-    tasks = []
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        task = getattr(importlib.import_module(f"{__name__}.{module.name}"), "TASK", None)
-        if isinstance(task, Task):
-            tasks.append(task)
-    return tasks
+    tasks = [getattr(importlib.import_module(f"{__name__}.{name}"), "TASK", None) for name in task_names()]
+    return [task for task in tasks if isinstance(task, Task)]

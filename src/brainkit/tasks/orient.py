@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from brainkit.batch import print_failures, run_over_inputs
+from brainkit.errors import BrainkitError
 from brainkit.explain.gradcam import gradcam
 from brainkit.io import Scan, discover, load
 from brainkit.io.write import write_csv, write_nifti
@@ -49,6 +50,9 @@ def prepare(scan: Scan) -> tuple[torch.Tensor, Geometry]:
 
 def load_model(path: Path = WEIGHTS, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The bundled orientation network (fp16 weights, run in fp32)."""
+    if not path.exists():
+        raise BrainkitError(path, "orientation weights are missing: reinstall brainkit or train with "
+                                  "`brainkit train orient`")
     model = mirror_classifier(SHAPE)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict({key: value.float() for key, value in state.items()})
@@ -268,6 +272,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def demo(inputs: list[Path], out_dir: Path) -> list[Path]:
     """Orientation of the demo template and its mirrored copy, with Grad-CAM."""
+    if not WEIGHTS.exists():
+        console.print("demo: orient skipped (no bundled weights)")
+        return []
     orient(inputs, out_dir, explain=True)
     return sorted(path for path in out_dir.rglob("*") if path.is_file())
 
