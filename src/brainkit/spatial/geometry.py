@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from brainkit.spatial.grid import LINEAR, CropPad, Grid, Reorient, Resample, Step
 
@@ -94,6 +93,8 @@ def resample_to_grid(data: np.ndarray, source: Grid, target: Grid, order: int = 
     For images that share a world but not a grid (a moving image onto a fixed one); a job's own
     prepared grid goes back through `Geometry.to_input_grid` instead.
     """
+    from scipy import ndimage  # imported here: scipy costs 0.3 s at start-up and few commands resample this way
+
     voxel_map = np.linalg.inv(source.affine) @ target.affine
     flat = data.reshape(-1, *data.shape[-3:])
     out = [ndimage.affine_transform(channel, voxel_map[:3, :3], voxel_map[:3, 3], output_shape=target.shape,

@@ -117,10 +117,14 @@ def voxel_affine(frame: Frame, step: np.ndarray) -> np.ndarray:
 
 
 def stack_pixels(slices: list[list[Frame]]) -> np.ndarray:
-    """(X, Y, Z, T) scaled voxel values; each file's pixels are decoded once."""
+    """(X, Y, Z, T) scaled voxel values; each file's pixels are decoded once.
+
+    Frames are copied whole into a (Z, T, rows, columns) buffer, and the result is a transposed view of it
+    (columns fastest in memory, as NIfTI stores them), so no strided per-slice copies are made.
+    """
+    first = slices[0][0]
     decoded: dict[int, np.ndarray] = {}
-    scaled = any(f.slope != 1 or f.intercept != 0 for s in slices for f in s)
-    out = None
+    buffer = None
     for k, frames in enumerate(slices):
         for t, frame in enumerate(frames):
             key = id(frame.dataset)
@@ -130,14 +134,16 @@ def stack_pixels(slices: list[list[Frame]]) -> np.ndarray:
                 except Exception as err:  # noqa: BLE001 - codec errors name the file, never crash the batch
                     raise BadInputError(frame.path, f"pixel data cannot be decoded ({err})") from err
             image = frame_pixels(frame, decoded[key])
-            if image.shape != frame.shape:
-                raise BadInputError(frame.path, f"image of {image.shape} pixels where {frame.shape} was expected")
-            if out is None:
-                dtype = np.float32 if scaled else image.dtype
-                out = np.empty((frame.shape[1], frame.shape[0], len(slices), len(frames)), dtype)
-            values = image.T[:, ::-1]
-            out[:, :, k, t] = values * np.float32(frame.slope) + np.float32(frame.intercept) if scaled else values
-    return out
+            if image.shape != first.shape:
+                raise BadInputError(frame.path, f"image of {image.shape} pixels where {first.shape} was expected")
+            if buffer is None:
+                buffer = np.empty((len(slices), len(frames), *first.shape), image.dtype)
+            buffer[k, t] = image
+    slopes = np.array([[f.slope for f in frames] for frames in slices], np.float32)[..., None, None]
+    intercepts = np.array([[f.intercept for f in frames] for frames in slices], np.float32)[..., None, None]
+    if np.any(slopes != 1) or np.any(intercepts != 0):
+        buffer = buffer * slopes + intercepts
+    return buffer.transpose(3, 2, 0, 1)[:, ::-1]
 
 
 def correct_tilt(data: np.ndarray, affine: np.ndarray, frame: Frame, step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

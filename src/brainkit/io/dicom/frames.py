@@ -211,16 +211,35 @@ def mask_unused_high_bits(pixels: np.ndarray, ds: pydicom.Dataset) -> np.ndarray
     stored, allocated = int(ds.get("BitsStored", 16)), int(ds.get("BitsAllocated", 16))
     if stored >= allocated or pixels.dtype.kind not in "iu":
         return pixels
+    if int(ds.get("PixelRepresentation", 0)) == 0:
+        return pixels & pixels.dtype.type((1 << stored) - 1)
     values = pixels.astype(np.int32) & ((1 << stored) - 1)
-    if int(ds.get("PixelRepresentation", 0)) == 1:
-        values = np.where(values >= 1 << (stored - 1), values - (1 << stored), values)
-        return values.astype(np.int16 if allocated <= 16 else np.int32)
-    return values.astype(pixels.dtype)
+    values = np.where(values >= 1 << (stored - 1), values - (1 << stored), values)
+    return values.astype(np.int16 if allocated <= 16 else np.int32)
+
+
+def _native_pixels(ds: pydicom.Dataset) -> np.ndarray | None:
+    """Uncompressed little-endian grayscale pixel data read straight from its bytes (no codec needed);
+    None when pydicom's decoders must do it (compressed, big-endian, colour, 1-bit, odd sizes)."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or syntax.is_compressed or not syntax.is_little_endian:
+        return None
+    bits, samples = int(ds.get("BitsAllocated", 0)), int(ds.get("SamplesPerPixel", 1))
+    if samples != 1 or bits not in (8, 16, 32):
+        return None
+    dtype = np.dtype(f"{'i' if int(ds.get('PixelRepresentation', 0)) else 'u'}{bits // 8}").newbyteorder("<")
+    frames, rows, cols = int(ds.get("NumberOfFrames", 1) or 1), int(ds.Rows), int(ds.Columns)
+    count = frames * rows * cols
+    buffer = ds.PixelData
+    if len(buffer) < count * dtype.itemsize:
+        return None
+    return np.frombuffer(buffer, dtype=dtype, count=count).reshape(frames, rows, cols)
 
 
 def decoded_pixels(ds: pydicom.Dataset) -> np.ndarray:
     """All frames of a file as (frames, rows, columns), raw stored values (no rescale), high bits masked."""
-    raw = ds.pixel_array
+    native = _native_pixels(ds)
+    raw = native if native is not None else ds.pixel_array
     pixels = mask_unused_high_bits(np.asarray(raw), ds)
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         # MONOCHROME1: low values are bright. Invert within the stored range so brain MR/CT reads as usual.
