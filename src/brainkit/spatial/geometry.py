@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from brainkit.spatial.grid import LINEAR, CropPad, Grid, Reorient, Resample, Step
+from brainkit.spatial.grid import LINEAR, CropPad, Grid, Realign, Reorient, Resample, Step
 
 
 @dataclass
@@ -44,6 +44,9 @@ class Geometry:
 
     def crop_centred(self, centre, shape) -> Geometry:
         return self.then(CropPad.centred(self.grid, centre, shape))
+
+    def realign(self, matrix: np.ndarray) -> Geometry:
+        return self.then(Realign.voxel_map(self.grid, matrix))
 
     def apply(self, data: np.ndarray, order: int = LINEAR) -> np.ndarray:
         """Run every step on `data` (spatial axes last, on the input grid)."""

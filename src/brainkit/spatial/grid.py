@@ -143,4 +143,36 @@ class CropPad:
         return _paste(data, -np.asarray(self.start), self.source.shape, fill)
 
 
-Step = Reorient | Resample | CropPad
+
+
+def _affine_resample(data: np.ndarray, voxel_map: np.ndarray, shape: tuple[int, int, int], order: int) -> np.ndarray:
+    """Sample `data` (spatial axes last) at input voxel `voxel_map @ q` for every output voxel q of `shape`."""
+    from scipy import ndimage  # imported here: scipy is slow to import and most commands never need it
+
+    flat = data.reshape(-1, *data.shape[-3:])
+    out = [ndimage.affine_transform(channel, voxel_map[:3, :3], voxel_map[:3, 3], output_shape=shape, order=order,
+                                    prefilter=False) for channel in flat]
+    return np.stack(out).reshape(*data.shape[:-3], *shape).astype(data.dtype, copy=False)
+
+
+@dataclass(frozen=True)
+class Realign:
+    """Rotate/shift the grid (same shape) so anatomy lines up with its axes; `matrix` maps output voxels to
+    source voxels. The world positions of the anatomy do not change: the target grid's affine absorbs it."""
+
+    source: Grid
+    target: Grid
+    matrix: np.ndarray
+
+    @classmethod
+    def voxel_map(cls, grid: Grid, matrix: np.ndarray) -> Realign:
+        return cls(grid, Grid(grid.shape, grid.affine @ matrix), matrix)
+
+    def apply(self, data: np.ndarray, order: int = LINEAR) -> np.ndarray:
+        return _affine_resample(data, self.matrix, self.target.shape, order)
+
+    def invert(self, data: np.ndarray, order: int = LINEAR) -> np.ndarray:
+        return _affine_resample(data, np.linalg.inv(self.matrix), self.source.shape, order)
+
+
+Step = Reorient | Resample | CropPad | Realign

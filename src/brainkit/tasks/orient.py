@@ -22,7 +22,8 @@ from brainkit.io.write import write_csv, write_nifti
 from brainkit.nets.mirror import mirror_classifier
 from brainkit.report.figures import save_overlay
 from brainkit.runtime import console, resolve_device
-from brainkit.spatial import Geometry, Grid, foreground_bbox
+from brainkit.spatial import NEAREST, Geometry, Grid, Realign, foreground_bbox
+from brainkit.spatial.symmetry import midplane_voxel_map
 from brainkit.synth import LabelBank, SynthConfig, SynthEngine
 from brainkit.synth.intensity import bias_field, gamma_and_noise, gaussian_blur, normalise
 from brainkit.synth.spatial import control_points, dense, mapped_points, random_affine, sample, uniform
@@ -38,14 +39,17 @@ CAM_LAYER = "net.layer_2"  # 8^3 feature maps (24 mm cells) of the classifier bo
 
 
 def prepare(scan: Scan) -> tuple[torch.Tensor, Geometry]:
-    """(1, 1, 64, 64, 64) tensor of the head in RAS at 3 mm, normalised to [0, 1], and its geometry."""
+    """(1, 1, 64, 64, 64) tensor of the head in RAS at 3 mm, in its most symmetric pose (mid-sagittal plane
+    across axis 0), normalised to [0, 1]; and the geometry that led there from the input grid."""
     geometry = Geometry(Grid(scan.shape, scan.affine)).to_ras().resample(SPACING)
     coarse = geometry.apply(scan.data)
+    coarse = np.clip(coarse - np.percentile(coarse, 1), 0, None)  # background 0 whatever the scale (z-scores)
     start, stop = foreground_bbox(coarse)
     geometry.crop_centred((start + stop) / 2, SHAPE)
-    box = geometry.steps[-1].apply(coarse, fill=float(coarse.min()))
-    tensor = torch.from_numpy(np.ascontiguousarray(box, dtype=np.float32))[None, None]
-    return normalise(tensor), geometry
+    box = geometry.steps[-1].apply(coarse)
+    geometry.realign(midplane_voxel_map(box))
+    aligned = geometry.steps[-1].apply(box)
+    return normalise(torch.from_numpy(np.ascontiguousarray(aligned, dtype=np.float32))[None, None]), geometry
 
 
 def load_model(path: Path = WEIGHTS, device: torch.device | str = "cpu") -> torch.nn.Module:
@@ -149,9 +153,10 @@ def prepared_stack(paths: list[Path]) -> torch.Tensor:
 
 
 def augment_real(volumes: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random small affine, blur, bias, gamma and noise, then mirror a random half; returns (images, flipped)."""
+    """Small pose jitter (what symmetric alignment leaves), blur, bias, gamma and noise, then mirror a random
+    half; returns (images, flipped)."""
     batch = volumes.shape[0]
-    affine, _ = random_affine(batch, SHAPE, SHAPE, 12.0, 0.12, 0.02, 4.0, generator)
+    affine, _ = random_affine(batch, SHAPE, SHAPE, 4.0, 0.08, 0.0, 2.0, generator)
     coords = dense(mapped_points(affine, control_points(SHAPE, 16), None, SHAPE), SHAPE)
     images = sample(volumes, coords, "bilinear")
     images = gaussian_blur(images, uniform(0, 1.2, (batch, 3), generator))
@@ -162,11 +167,22 @@ def augment_real(volumes: torch.Tensor, generator: torch.Generator) -> tuple[tor
     return images, flipped
 
 
+def symmetric_bank(bank: LabelBank) -> LabelBank:
+    """The bank's label maps put in their most symmetric pose, as `prepare` does for scans."""
+    aligned = []
+    for labels in bank.maps[:, 0].numpy():
+        head = (labels > 0).astype(np.float32)
+        step = Realign.voxel_map(Grid(labels.shape, bank.affine), midplane_voxel_map(head))
+        aligned.append(step.apply(labels.astype(np.float32), NEAREST).astype(np.int16))
+    bank.maps = torch.from_numpy(np.stack(aligned))[:, None]
+    return bank
+
+
 def training_batches(data: Path, synth_per_batch: int, real_per_batch: int):
     """`batch_for(step, generator)` mixing synthetic heads from the label maps with augmented real scans."""
     maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
-    bank = LabelBank.from_files(maps, spacing=SPACING, shape=SHAPE)
-    config = SynthConfig(shape=SHAPE, rotation_deg=12, scaling=0.12, translation=4, deform_std=1.0,
+    bank = symmetric_bank(LabelBank.from_files(maps, spacing=SPACING, shape=SHAPE))
+    config = SynthConfig(shape=SHAPE, rotation_deg=4, scaling=0.08, shear=0.0, translation=2, deform_std=0.3,
                          deform_spacing=8, thick_max=2.0, blur_max=0.8)
     engine = SynthEngine(bank, config)
     real = prepared_stack(real_scans(data, REAL_TRAIN))
