@@ -120,3 +120,39 @@ def test_every_axis_permutation_reaches_ras():
     for perm in itertools.permutations(range(3)):
         affine = permuted_affine(perm, (-1, 1, -1))
         assert Geometry(Grid((4, 5, 6), affine)).to_ras().grid.axcodes == "RAS"
+
+
+def test_realign_round_trip_and_world_positions():
+    from brainkit.spatial import Realign
+
+    labels = np.zeros((20, 20, 20), np.float32)
+    labels[8:12, 5:15, 6:14] = 1
+    angle = np.deg2rad(90)
+    matrix = np.eye(4)
+    matrix[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    matrix[:2, 3] = [19, 0]  # a quarter turn about the grid centre keeps the grid
+    step = Realign.voxel_map(Grid(labels.shape, np.eye(4)), matrix)
+    turned = step.apply(labels, NEAREST)
+    assert turned.sum() == labels.sum()
+    assert np.array_equal(step.invert(turned, NEAREST), labels)
+    q = np.array([9.0, 9.0, 9.0, 1.0])  # a voxel of the turned grid sits where the target affine says
+    assert np.allclose(step.target.affine @ q, step.source.affine @ (matrix @ q))
+
+
+def test_midplane_search_recovers_a_known_yaw_and_roll():
+    import torch
+
+    from brainkit.spatial.symmetry import _rotation, midplane_voxel_map
+
+    shape = (48, 48, 48)
+    grid = np.stack(np.meshgrid(*[np.arange(n) - 23.5 for n in shape], indexing="ij"))
+    head = ((grid[0] / 16) ** 2 + (grid[1] / 21) ** 2 + (grid[2] / 18) ** 2 < 1).astype(np.float32)
+    head[(np.abs(grid[0]) < 12) & (grid[1] > 10) & (grid[1] < 20) & (grid[2] > 5)] = 0  # asymmetric along y only
+    rotation = _rotation(torch.tensor([12.0]), torch.tensor([-8.0]))[0].double().numpy()
+    tilted = np.zeros_like(head)
+    coords = np.einsum("ij,jxyz->ixyz", rotation.T, grid)  # sample the head at R^T q: the head turned by R
+    from scipy import ndimage
+
+    tilted = ndimage.map_coordinates(head, coords + 23.5, order=1)
+    found = midplane_voxel_map(tilted)[:3, :3]
+    assert np.allclose(found, rotation, atol=0.06)  # within about 3 degrees
