@@ -1,0 +1,418 @@
+"""Registration quality control: are two images aligned in world space, as their headers place them?
+
+load both -> moving resampled onto the fixed grid through the headers -> RAS, 2 mm, 96^3 box on the fixed
+head -> slices on all three axes as 2-channel images -> 2D ResNet (misaligned logit, shift estimate) ->
+image-wise decision from the slices -> regqc.csv, regqc_slices.csv and pictures of misaligned pairs.
+Trained only on synthetic pairs (seed 001): random-shape and brain label maps, independent contrasts, known
+rigid/affine misalignment. Real scans are for evaluation only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import resnet18
+
+from brainkit.batch import Failure, describe_error, print_failures, progress_bar
+from brainkit.errors import BrainkitError
+from brainkit.io import Scan, load
+from brainkit.io.write import write_csv, write_with
+from brainkit.runtime import console, resolve_device
+from brainkit.spatial import Geometry, Grid, foreground_bbox, resample_to_grid
+from brainkit.synth import LabelBank, SynthConfig, SynthEngine
+from brainkit.synth.intensity import normalise
+from brainkit.synth.spatial import identity_grid
+from brainkit.tasks import Task
+from brainkit.train import TrainConfig, train
+
+SPACING = 2.0
+SHAPE = (96, 96, 96)
+MIN_FOREGROUND = 0.1  # slices with less head than this (in either image) are not judged
+SHIFT_UNIT_MM = 10.0  # the network's shift output is in units of 10 mm
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "regqc.pt"
+THRESHOLD = 0.5  # image-wise p_misaligned above this -> misaligned (chosen on synthetic validation, model card)
+COLUMNS = ["fixed", "moving", "p_misaligned", "decision", "est_shift_mm"]
+SLICE_COLUMNS = ["fixed", "moving", "axis", "slice", "p_misaligned"]
+
+
+def build_model() -> torch.nn.Module:
+    """2D ResNet18 (half width, 2.8 M parameters): 2-channel slice -> (misaligned logit, shift / 10 mm)."""
+    return resnet18(spatial_dims=2, n_input_channels=2, num_classes=2, widen_factor=0.5)
+
+
+def load_model(path: Path = WEIGHTS, device: torch.device | str = "cpu") -> torch.nn.Module:
+    if not path.exists():
+        raise BrainkitError(path, "registration-QC weights are missing: reinstall brainkit or train with "
+                                  "`brainkit train regqc`")
+    model = build_model()
+    model.load_state_dict({k: v.float() for k, v in torch.load(path, map_location="cpu", weights_only=True).items()})
+    return model.to(device).eval()
+
+
+def prepare_pair(fixed: Scan, moving: Scan) -> tuple[torch.Tensor, Geometry]:
+    """(2, 96, 96, 96) fixed and moving on one 2 mm RAS box around the fixed head, each scaled to [0, 1].
+
+    The moving image reaches the box through world coordinates (both headers), so any disagreement between
+    the headers and the anatomy shows as misalignment.
+    """
+    geometry = Geometry(Grid(fixed.shape, fixed.affine)).to_ras().resample(SPACING)
+    coarse = geometry.apply(fixed.data)
+    start, stop = foreground_bbox(coarse)
+    geometry.crop_centred((start + stop) / 2, SHAPE)
+    fixed_box = geometry.steps[-1].apply(coarse, fill=float(coarse.min()))
+    moving_box = resample_to_grid(moving.data, Grid(moving.shape, moving.affine), geometry.grid,
+                                  fill=float(moving.data.min()))
+    pair = torch.from_numpy(np.stack([fixed_box, moving_box]).astype(np.float32))[:, None]
+    return normalise(pair)[:, 0], geometry
+
+
+def foreground_fractions(volume: torch.Tensor, axis: int) -> torch.Tensor:
+    """Share of voxels brighter than 0.1 in each slice along `axis` of a (X, Y, Z) [0, 1] volume."""
+    mask = (volume > 0.1).float()
+    other = tuple(a for a in range(3) if a != axis)
+    return mask.mean(dim=other)
+
+
+def slices_of(pair: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """Every slice on the three axes where both images hold enough head: (N, 2, 96, 96) and (axis, index)."""
+    images, where = [], []
+    for axis in range(3):
+        enough = torch.minimum(foreground_fractions(pair[0], axis), foreground_fractions(pair[1], axis))
+        for index in torch.nonzero(enough >= MIN_FOREGROUND).flatten().tolist():
+            images.append(pair.select(axis + 1, index))
+            where.append((axis, index))
+    if not images:
+        raise BrainkitError(None, "no slice holds enough of both images: do they overlap at all?")
+    return torch.stack(images), where
+
+
+def aggregate(slice_probabilities: np.ndarray) -> float:
+    """Image-wise probability: mean of the upper half of slice probabilities (misalignment shows on many
+    slices; the upper half keeps a local misfit from being averaged away by uninformative slices)."""
+    ordered = np.sort(slice_probabilities)
+    return float(ordered[len(ordered) // 2 :].mean())
+
+
+@dataclass
+class PairResult:
+    fixed: str
+    moving: str
+    p_misaligned: float
+    decision: str
+    est_shift_mm: float
+    slices: list[dict]
+    pair: torch.Tensor
+    worst: list[tuple[int, int]]
+
+
+def predict_pair(fixed: Scan, moving: Scan, model: torch.nn.Module, device: torch.device | str = "cpu",
+                 batch: int = 64) -> PairResult:
+    """Judge one pair; slice-wise probabilities, image-wise decision and an estimate of the shift in mm."""
+    pair, _ = prepare_pair(fixed, moving)
+    images, where = slices_of(pair)
+    with torch.no_grad():
+        outputs = torch.cat([model(images[i : i + batch].to(device)).cpu() for i in range(0, len(images), batch)])
+    probabilities = torch.sigmoid(outputs[:, 0]).numpy()
+    shifts = outputs[:, 1].clamp(min=0).numpy() * SHIFT_UNIT_MM
+    p = aggregate(probabilities)
+    names = (str(fixed.source), str(moving.source))
+    rows = [{"fixed": names[0], "moving": names[1], "axis": "xyz"[a], "slice": k, "p_misaligned": round(float(q), 4)}
+            for (a, k), q in zip(where, probabilities)]
+    worst = [where[i] for i in np.argsort(-probabilities)[:3]]
+    return PairResult(names[0], names[1], round(p, 4), "misaligned" if p >= THRESHOLD else "aligned",
+                      round(float(np.median(shifts)), 2), rows, pair, worst)
+
+
+def save_pair_picture(result: PairResult, target: Path) -> Path:
+    """The worst slices: fixed in gray with the moving image's edges in red, so a user sees the misfit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(result.worst), figsize=(3.2 * len(result.worst), 3.4), squeeze=False)
+    for ax, (axis, index) in zip(axes[0], result.worst):
+        fixed, moving = (np.rot90(result.pair[c].select(axis, index).numpy()) for c in (0, 1))
+        gy, gx = np.gradient(moving)
+        edges = np.hypot(gx, gy)
+        ax.imshow(fixed, cmap="gray")
+        ax.imshow(np.ma.masked_less(edges, np.percentile(edges, 92)), cmap="autumn", alpha=0.8)
+        ax.set_title(f"axis {'xyz'[axis]}, slice {index}", fontsize=8)
+        ax.set_axis_off()
+    fig.suptitle(f"misaligned (p={result.p_misaligned:.2f}, about {result.est_shift_mm:.0f} mm): "
+                 f"{Path(result.moving).name} on {Path(result.fixed).name}", fontsize=8)
+    fig.tight_layout()
+    write_with(target, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    plt.close(fig)
+    return target
+
+
+def read_pairs(path: Path) -> list[tuple[str, str]]:
+    """`fixed,moving` rows of a CSV (paths relative to the CSV's folder allowed)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"fixed", "moving"} <= set(rows[0]):
+        raise BrainkitError(path, "pairs CSV needs the columns fixed,moving")
+    return [tuple(str((path.parent / row[key]).resolve() if not Path(row[key]).is_absolute() else row[key])
+                  for key in ("fixed", "moving")) for row in rows]
+
+
+def regqc(pairs: list[tuple[str, str]], out_dir: str | Path, device: str = "auto", quiet: bool = True,
+          verbose: bool = False) -> tuple[list[PairResult], list[Failure]]:
+    """Python API of `brainkit regqc`: writes regqc.csv, regqc_slices.csv and PNGs of misaligned pairs."""
+    torch_device = resolve_device(device)
+    model = load_model(device=torch_device)
+    out = Path(out_dir)
+    results, failures = [], []
+    with progress_bar(quiet) as progress:
+        task = progress.add_task("regqc", total=len(pairs))
+        for fixed_path, moving_path in pairs:
+            try:
+                result = predict_pair(load(fixed_path), load(moving_path), model, torch_device)
+                if result.decision == "misaligned":
+                    stem = f"{Path(moving_path).name.split('.')[0]}_on_{Path(fixed_path).name.split('.')[0]}"
+                    save_pair_picture(result, out / "regqc_pictures" / f"{stem}.png")
+                results.append(result)
+            except Exception as err:  # noqa: BLE001 - one bad pair never loses the batch
+                failures.append(describe_error(err, f"{fixed_path} + {moving_path}", verbose))
+            progress.advance(task)
+    write_csv(out / "regqc.csv", [vars(r) for r in results], COLUMNS)
+    write_csv(out / "regqc_slices.csv", [row for r in results for row in r.slices], SLICE_COLUMNS)
+    return results, failures
+
+
+# ---- training (synthetic pairs only) ------------------------------------------------------------------------
+
+def displacement_mm(relative: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """|T(q) - q| in mm for every voxel q: (B, X, Y, Z)."""
+    q = identity_grid(shape).reshape(3, -1)
+    moved = relative[:, :3, :3] @ q + relative[:, :3, 3:]
+    return (moved - q).norm(dim=1).view(-1, *shape) * SPACING
+
+
+def sample_slices(volumes: list[torch.Tensor], reference: torch.Tensor, per_axis: int,
+                  generator: torch.Generator) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The same random informative slices of several (B, C, X, Y, Z) volumes, `per_axis` per pair and axis,
+    chosen where `reference` (B, X, Y, Z) holds enough head. Returns [(N, C, H, W) per volume] and the pair
+    index of each slice (N,)."""
+    selected: list[list[torch.Tensor]] = [[] for _ in volumes]
+    owners = []
+    for axis in range(3):
+        fraction = torch.stack([foreground_fractions(r, axis) for r in reference])
+        weights = (fraction >= MIN_FOREGROUND).float() + 1e-6
+        chosen = torch.multinomial(weights, per_axis, replacement=True, generator=generator)
+        for b in range(reference.shape[0]):  # a handful of pairs per step: not the hot path
+            for out, volume in zip(selected, volumes):
+                out.append(volume[b].index_select(axis + 1, chosen[b]).movedim(axis + 1, 0))
+            owners.append(torch.full((per_axis,), b))
+    return [torch.cat(out) for out in selected], torch.cat(owners)
+
+
+def training_batches(data: Path, pairs_per_step: int, slices_per_axis: int):
+    """`batch_for(step, generator)`: synthetic pairs (brain label maps and random shapes, alternating steps);
+    targets per slice: (pair misaligned, mean displacement over the slice's head / 10 mm)."""
+    maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
+    config = SynthConfig(shape=SHAPE, rotation_deg=10, scaling=0.1, translation=4, deform_std=1.5,
+                         deform_spacing=12, thick_max=3.0)
+    engines = [SynthEngine(LabelBank.from_files(maps, spacing=SPACING, shape=SHAPE), config),
+               SynthEngine(None, config)]
+    console.print(f"regqc training: {len(maps)} label maps + random shapes, synthetic pairs only")
+
+    def batch_for(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        engine = engines[step % 2]
+        engine.generator = generator
+        fixed, moving, relative, misaligned = engine.generate_pair(
+            pairs_per_step, misaligned_prob=0.5, max_shift=20 / SPACING, min_shift=2 / SPACING,
+            max_rotation_deg=20, min_rotation_deg=2, aligned_shift=0.5 / SPACING, aligned_rotation_deg=0.5,
+            warp_std=0.5)
+        pair = torch.cat([fixed.image, moving.image], dim=1)
+        head = (pair[:, 0] > 0.1).float()
+        motion = torch.stack([displacement_mm(relative, SHAPE), head], dim=1)
+        (images, motion_slices), owners = sample_slices([pair, motion], pair[:, 0], slices_per_axis, generator)
+        area = motion_slices[:, 1].sum(dim=(1, 2)).clamp(min=1)
+        shift = (motion_slices[:, 0] * motion_slices[:, 1]).sum(dim=(1, 2)) / area
+        return images, torch.stack([misaligned[owners].float(), shift / SHIFT_UNIT_MM], dim=1)
+
+    return batch_for
+
+
+def loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """BCE on the misaligned logit plus a smooth-L1 on the shift estimate."""
+    return (F.binary_cross_entropy_with_logits(outputs[:, 0], targets[:, 0])
+            + 0.5 * F.smooth_l1_loss(outputs[:, 1], targets[:, 1]))
+
+
+def synthetic_validation(data: Path, pairs: int = 24, seed: int = 12345) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed set of synthetic validation slices, drawn with a seed the training never uses."""
+    return training_batches(data, pairs, 4)(1, torch.Generator().manual_seed(seed))
+
+
+def run_train(args: argparse.Namespace) -> int:
+    data, out = Path(args.data), Path(args.output)
+    val_images, val_targets = synthetic_validation(data)
+
+    def validate(net: torch.nn.Module) -> dict[str, float]:
+        outputs = net(val_images)
+        predicted, truth = outputs[:, 0] > 0, val_targets[:, 0] > 0.5
+        true_positives = float((predicted & truth).sum())
+        precision = true_positives / max(float(predicted.sum()), 1)
+        recall = true_positives / max(float(truth.sum()), 1)
+        return {"val_slice_f1": 2 * precision * recall / max(precision + recall, 1e-6),
+                "val_shift_mae_mm": float((outputs[:, 1] - val_targets[:, 1]).abs().mean()) * SHIFT_UNIT_MM}
+
+    config = TrainConfig(steps=args.steps, checkpoint=out / "checkpoint.pt", log=out / "log.jsonl", lr=args.lr,
+                         seed=args.seed, checkpoint_every=25, log_every=5, validate_every=50,
+                         max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+    model = train(build_model(), training_batches(data, args.pairs, args.slices), loss, config,
+                  resolve_device(args.device), validate=validate)
+    torch.save({key: value.half() for key, value in model.state_dict().items()}, out / "regqc.pt")
+    console.print(f"wrote {out / 'regqc.pt'}")
+    return 0
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="../shared/data", help="the shared data folder (label maps only)")
+    parser.add_argument("-o", "--output", default="runs/regqc", help="checkpoint, log and final weights")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--pairs", type=int, default=2, help="synthetic pairs per step")
+    parser.add_argument("--slices", type=int, default=6, help="slices per pair and axis")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumable) after this long")
+
+
+# ---- command line -------------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fixed", help="the reference image")
+    parser.add_argument("--moving", help="the image whose alignment to the fixed one is judged")
+    parser.add_argument("--pairs", help="CSV with columns fixed,moving")
+    parser.add_argument("-o", "--output", required=True, help="output folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.pairs:
+        pairs = read_pairs(Path(args.pairs))
+    elif args.fixed and args.moving:
+        pairs = [(args.fixed, args.moving)]
+    else:
+        raise SystemExit("brainkit regqc: give --fixed F --moving M, or --pairs PAIRS.csv")
+    results, failures = regqc(pairs, args.output, args.device, args.quiet, args.verbose)
+    for result in results:
+        console.print(f"{result.decision:10s} p={result.p_misaligned:.3f} ~{result.est_shift_mm:.1f} mm  "
+                      f"{result.moving} -> {result.fixed}")
+    print_failures(failures)
+    return 1 if failures else 0
+
+
+# ---- evaluation on real co-registered scans --------------------------------------------------------------
+
+MOVES_MM_OR_DEG = (0.0, 1.0, 2.0, 3.0, 5.0)
+
+
+def world_move(kind: str, size: float, centre: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """4x4 world transform: a `size` mm translation along a random direction, or a `size` degree rotation
+    about a random axis through `centre`."""
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction)
+    move = np.eye(4)
+    if kind == "shift":
+        move[:3, 3] = size * direction
+        return move
+    angle = np.deg2rad(size)
+    cross = np.array([[0, -direction[2], direction[1]], [direction[2], 0, -direction[0]],
+                      [-direction[1], direction[0], 0]])
+    rotation = np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+    move[:3, :3] = rotation
+    move[:3, 3] = centre - rotation @ centre
+    return move
+
+
+def real_test_pairs(data: Path) -> list[tuple[Path, Path]]:
+    """Ordered pairs of co-registered contrasts of each patient in pairs_open_ms_mni."""
+    pairs = []
+    for patient in sorted((data / "pairs_open_ms_mni").glob("patient*")):
+        scans = sorted(p for p in patient.glob("*_regtoMNI.nii.gz") if not p.name.startswith("GOLD"))
+        pairs += [(a, b) for a in scans for b in scans if a != b]
+    return pairs
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Image-wise and slice-wise F1 on real co-registered pairs moved by known rigid transforms."""
+    model = load_model(device=resolve_device(args.device))
+    rng = np.random.default_rng(args.seed)
+    rows, slice_rows = [], []
+    pairs = real_test_pairs(Path(args.data))
+    if not pairs:
+        raise SystemExit(f"brainkit evaluate regqc: no co-registered pairs under {args.data}/pairs_open_ms_mni")
+    with progress_bar(args.quiet) as progress:
+        task = progress.add_task("evaluating", total=len(pairs) * (2 * len(MOVES_MM_OR_DEG) - 1))
+        for fixed_path, moving_path in pairs:
+            fixed, moving = load(fixed_path), load(moving_path)
+            centre = moving.affine @ np.r_[(np.asarray(moving.shape) - 1) / 2, 1]
+            for kind in ("shift", "rotation"):
+                for size in MOVES_MM_OR_DEG:
+                    if kind == "rotation" and size == 0:
+                        continue
+                    moved = Scan(moving.data, world_move(kind, size, centre[:3], rng) @ moving.affine,
+                                 moving.header, moving.source, moving.rel_path)
+                    result = predict_pair(fixed, moved, model)
+                    label = "aligned" if size == 0 else ("misaligned" if size >= 2 else "in between")
+                    rows.append({"fixed": fixed_path.name, "moving": moving_path.name, "kind": kind, "size": size,
+                                 "truth": label, "p_misaligned": result.p_misaligned, "decision": result.decision,
+                                 "est_shift_mm": result.est_shift_mm})
+                    slice_rows += [(label, row["p_misaligned"]) for row in result.slices]
+                    progress.advance(task)
+    summary = regqc_metrics(rows, slice_rows)
+    for key, value in summary.items():
+        console.print(f"{key}: {value}")
+    if args.output:
+        out = Path(args.output)
+        write_csv(out / "regqc_evaluation.csv", rows, list(rows[0]))
+        write_csv(out / "regqc_evaluation_summary.csv", [{"metric": k, "value": v} for k, v in summary.items()],
+                  ["metric", "value"])
+    return 0
+
+
+def _f1(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
+    true_positives = float((predicted & truth).sum())
+    precision = true_positives / max(float(predicted.sum()), 1.0)
+    recall = true_positives / max(float(truth.sum()), 1.0)
+    return 2 * precision * recall / max(precision + recall, 1e-9), precision, recall
+
+
+def regqc_metrics(rows: list[dict], slice_rows: list[tuple[str, float]]) -> dict[str, float]:
+    """Image-wise F1/precision/recall (aligned vs >= 2 mm or degrees), false-alarm rate, detection rate by
+    size and kind, and slice-wise F1 (slices inherit their pair's truth; 1 mm/1 degree pairs left out)."""
+    judged = [r for r in rows if r["truth"] != "in between"]
+    predicted = np.array([r["decision"] == "misaligned" for r in judged])
+    truth = np.array([r["truth"] == "misaligned" for r in judged])
+    f1, precision, recall = _f1(predicted, truth)
+    aligned = [r for r in rows if r["truth"] == "aligned"]
+    summary = {"pairs": len(rows), "image_f1": round(f1, 4), "image_precision": round(precision, 4),
+               "image_recall": round(recall, 4),
+               "false_alarm_rate": round(float(np.mean([r["decision"] == "misaligned" for r in aligned])), 4)}
+    for kind in ("shift", "rotation"):
+        for size in MOVES_MM_OR_DEG[1:]:
+            chosen = [r for r in rows if r["kind"] == kind and r["size"] == size]
+            rate = float(np.mean([r["decision"] == "misaligned" for r in chosen])) if chosen else float("nan")
+            summary[f"detected_{kind}_{size:g}"] = round(rate, 4)
+    labelled = [(label, p) for label, p in slice_rows if label != "in between"]
+    slice_predicted = np.array([p >= 0.5 for _, p in labelled])
+    slice_f1, _, _ = _f1(slice_predicted, np.array([label == "misaligned" for label, _ in labelled]))
+    summary["slice_f1"] = round(slice_f1, 4)
+    return summary
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="../shared/data", help="the shared data folder (pairs_open_ms_mni)")
+    parser.add_argument("-o", "--output", help="also write DIR/regqc_evaluation*.csv")
+
+
+TASK = Task("regqc", "are two images aligned? -> regqc.csv, regqc_slices.csv", add_arguments, run,
+            train=(add_train_arguments, run_train), evaluate=(add_evaluate_arguments, run_evaluate))
