@@ -1,0 +1,81 @@
+"""Registration QC: pairs meet through their headers, synthetic training targets, metrics, and the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from brainkit.io import Scan
+from brainkit.tasks import regqc
+from tests.conftest import blob_volume
+
+
+def scan(data: np.ndarray, affine: np.ndarray) -> Scan:
+    return Scan(data=data, affine=affine, header=None, source=regqc.Path("s.nii.gz"), rel_path=regqc.Path("s"))
+
+
+def test_pair_meets_through_the_headers():
+    data = blob_volume((60, 60, 60), noise=0.0)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    same, _ = regqc.prepare_pair(scan(data, affine), scan(data, affine))
+    assert same.shape == (2, 96, 96, 96)
+    assert torch.allclose(same[0], same[1], atol=1e-5)
+    moved = affine.copy()
+    moved[0, 3] = 10.0  # the header places the moving image 10 mm to the right
+    shifted, _ = regqc.prepare_pair(scan(data, affine), scan(data, moved))
+    assert float((shifted[0] - shifted[1]).abs().max()) > 0.2
+    # and the world shift is what the box shows: 5 voxels of 2 mm along axis 0
+    assert torch.allclose(shifted[1, 5:], shifted[0, :-5], atol=0.05)
+
+
+def test_displacement_of_a_known_transform():
+    relative = torch.eye(4).repeat(2, 1, 1)
+    relative[1, 0, 3] = 2.0  # two voxels
+    shift = regqc.displacement_mm(relative, (8, 8, 8))
+    assert torch.allclose(shift[0], torch.zeros(8, 8, 8))
+    assert torch.allclose(shift[1], torch.full((8, 8, 8), 2 * regqc.SPACING))
+
+
+def test_world_move_has_the_asked_size():
+    rng = np.random.default_rng(0)
+    centre = np.array([10.0, -5.0, 3.0])
+    rotation = regqc.world_move("rotation", 5.0, centre, rng)
+    assert np.allclose(rotation @ np.r_[centre, 1], np.r_[centre, 1])
+    angle = np.degrees(np.arccos((np.trace(rotation[:3, :3]) - 1) / 2))
+    assert angle == pytest.approx(5.0, abs=1e-6)
+    shift = regqc.world_move("shift", 3.0, centre, rng)
+    assert np.linalg.norm(shift[:3, 3]) == pytest.approx(3.0)
+
+
+def test_aggregate_and_metrics():
+    assert regqc.aggregate(np.array([0.0, 0.1, 0.9, 1.0])) == pytest.approx(0.95)
+    rows = [{"kind": "shift", "size": 0.0, "truth": "aligned", "decision": "aligned"},
+            {"kind": "shift", "size": 2.0, "truth": "misaligned", "decision": "misaligned"},
+            {"kind": "rotation", "size": 2.0, "truth": "misaligned", "decision": "aligned"},
+            {"kind": "shift", "size": 1.0, "truth": "in between", "decision": "misaligned"}]
+    metrics = regqc.regqc_metrics(rows, [("aligned", 0.1), ("misaligned", 0.9), ("misaligned", 0.2)])
+    assert metrics["image_precision"] == 1.0 and metrics["image_recall"] == 0.5
+    assert metrics["false_alarm_rate"] == 0.0
+    assert metrics["detected_shift_2"] == 1.0 and metrics["detected_rotation_2"] == 0.0
+    assert metrics["slice_f1"] == pytest.approx(2 / 3, abs=1e-4)
+
+
+def test_pairs_csv_resolves_relative_paths(tmp_path):
+    (tmp_path / "pairs.csv").write_text("fixed,moving\na/t1.nii.gz,a/t2.nii.gz\n")
+    assert regqc.read_pairs(tmp_path / "pairs.csv") == [(str(tmp_path / "a/t1.nii.gz"), str(tmp_path / "a/t2.nii.gz"))]
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(regqc.BrainkitError):
+        regqc.read_pairs(tmp_path / "bad.csv")
+
+
+def test_synthetic_training_batch_has_slices_and_targets(shared_data):
+    batch_for = regqc.training_batches(shared_data, pairs_per_step=2, slices_per_axis=3)
+    for step in (1, 2):  # brain label maps, then random shapes
+        images, targets = batch_for(step, torch.Generator().manual_seed(step))
+        assert images.shape == (18, 2, 96, 96)
+        assert set(targets[:, 0].tolist()) <= {0.0, 1.0}
+        misaligned = targets[:, 0] > 0.5
+        shift_mm = targets[:, 1] * regqc.SHIFT_UNIT_MM
+        assert torch.all(shift_mm[~misaligned] < 1.0)  # aligned pairs: under 1 mm
+        assert torch.all(shift_mm >= 0)
