@@ -15,9 +15,8 @@ import numpy as np
 import torch
 
 from brainkit.batch import print_failures, run_over_inputs
-from brainkit.errors import BrainkitError
 from brainkit.explain.gradcam import gradcam
-from brainkit.io import Scan, discover, load
+from brainkit.io import Scan, load
 from brainkit.io.write import write_csv, write_nifti
 from brainkit.nets.mirror import mirror_classifier
 from brainkit.report.figures import save_overlay
@@ -29,10 +28,11 @@ from brainkit.synth.intensity import bias_field, gamma_and_noise, gaussian_blur,
 from brainkit.synth.spatial import control_points, dense, mapped_points, random_affine, sample, uniform
 from brainkit.tasks import Task
 from brainkit.train import TrainConfig, train
+from brainkit.weights import FOLDER, load_weights, save_weights
 
 SPACING = 3.0
 SHAPE = (64, 64, 64)
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "orient.pt"
+WEIGHTS = FOLDER / "orient.pt"
 UNCERTAIN_BAND = (0.2, 0.8)  # p_flipped inside this band -> "uncertain" (see the model card)
 COLUMNS = ["input", "p_flipped", "decision"]
 CAM_LAYER = "net.layer_2"  # 8^3 feature maps (24 mm cells) of the classifier body
@@ -53,14 +53,8 @@ def prepare(scan: Scan) -> tuple[torch.Tensor, Geometry]:
 
 
 def load_model(path: Path = WEIGHTS, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The bundled orientation network (fp16 weights, run in fp32)."""
-    if not path.exists():
-        raise BrainkitError(path, "orientation weights are missing: reinstall brainkit or train with "
-                                  "`brainkit train orient`")
-    model = mirror_classifier(SHAPE)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict({key: value.float() for key, value in state.items()})
-    return model.to(device).eval()
+    """The bundled orient network (fp16 weights, run in fp32); a training checkpoint works too."""
+    return load_weights(mirror_classifier(SHAPE), path, "orient", device)
 
 
 def decide(p_flipped: float, band: tuple[float, float] = UNCERTAIN_BAND) -> str:
@@ -217,7 +211,7 @@ def run_train(args: argparse.Namespace) -> int:
                          max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     model = train(model, training_batches(data, args.synth, args.real), bce, config, resolve_device(args.device),
                   validate=validate)
-    torch.save({key: value.half() for key, value in model.state_dict().items()}, out / "orient.pt")
+    save_weights(model, out / "orient.pt")
     console.print(f"wrote {out / 'orient.pt'}")
     return 0
 
@@ -250,40 +244,57 @@ def run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+def orient_metrics(rows: list[dict]) -> dict[str, float]:
+    """Accuracy (uncertain counts as not correct), accuracy at p = 0.5, AUROC, uncertain rate, confident
+    errors, and the narrowest symmetric band around 0.5 that would have made every error 'uncertain'."""
+    from monai.metrics import compute_roc_auc
+
+    p = torch.tensor([row["p_flipped"] for row in rows], dtype=torch.float64)
+    truth = torch.tensor([float(row["mirrored"]) for row in rows], dtype=torch.float64)
+    wrong_side = ((p >= 0.5).double() != truth).double()
+    return {
+        "cases": len(rows),
+        "accuracy": round(float(np.mean([row["correct"] for row in rows])), 4),
+        "accuracy_at_0.5": round(1 - float(wrong_side.mean()), 4),
+        "auroc": round(float(compute_roc_auc(p, truth)), 4),
+        "uncertain_rate": round(float(np.mean([row["decision"] == "uncertain" for row in rows])), 4),
+        "confidently_wrong": int(sum(not row["correct"] and row["decision"] != "uncertain" for row in rows)),
+        "band_half_width_needed": round(float((p[wrong_side.bool()] - 0.5).abs().max()) if wrong_side.any() else 0.0,
+                                        4),
+    }
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Each scan as is (truth: ok) and mirrored (truth: flipped): accuracy, uncertain rate, misclassified."""
-    model = load_model(device=resolve_device(args.device))
-    rows, failures = [], 0
-    for item in discover(args.inputs):
-        try:
-            tensor, _ = prepare(load(item.path))
-        except Exception as err:  # noqa: BLE001 - report and go on
-            console.print(f"skipped {item.path}: {err}")
-            failures += 1
-            continue
-        p = p_flipped(tensor, model)
+    """Each scan as is (truth: ok) and mirrored (truth: flipped): accuracy, AUROC, uncertain rate, errors."""
+    model = load_model(Path(args.weights), device=resolve_device(args.device))
+    outcome = run_over_inputs(args.inputs, lambda scan: (str(scan.source), p_flipped(prepare(scan)[0], model)),
+                              "evaluating", args.quiet, args.verbose)
+    rows = []
+    for source, p in outcome.results:
         for mirrored, prob in ((False, p), (True, 1 - p)):  # the model is exactly antisymmetric
             decision = decide(prob)
-            correct = decision == ("flipped" if mirrored else "ok")
-            rows.append({"input": str(item.path), "mirrored": mirrored, "p_flipped": round(prob, 4),
-                         "decision": decision, "correct": correct})
-    n = len(rows)
-    correct = sum(row["correct"] for row in rows)
-    uncertain = sum(row["decision"] == "uncertain" for row in rows)
-    wrong = [row for row in rows if not row["correct"] and row["decision"] != "uncertain"]
-    console.print(f"{n} cases ({n // 2} scans x as-is/mirrored): accuracy {correct / max(n, 1):.4f}, "
-                  f"uncertain {uncertain / max(n, 1):.4f}, confidently wrong {len(wrong)}")
+            rows.append({"input": source, "mirrored": mirrored, "p_flipped": round(prob, 4), "decision": decision,
+                         "correct": decision == ("flipped" if mirrored else "ok")})
+    if not rows:
+        print_failures(outcome.failures)
+        return 1
+    metrics = orient_metrics(rows)
+    console.print(" ".join(f"{key}={value}" for key, value in metrics.items()))
     for row in rows:
         if not row["correct"]:
             console.print(f"  {row['decision']:9s} p={row['p_flipped']:.3f} mirrored={row['mirrored']} {row['input']}")
     if args.output:
-        write_csv(Path(args.output) / "orient_evaluation.csv", rows, list(rows[0]) if rows else ["input"])
-    return 1 if failures else 0
+        write_csv(Path(args.output) / "orient_evaluation.csv", rows, list(rows[0]))
+        write_csv(Path(args.output) / "orient_evaluation_summary.csv",
+                  [{"metric": key, "value": value} for key, value in metrics.items()], ["metric", "value"])
+    print_failures(outcome.failures)
+    return outcome.exit_code
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="scans with correct headers (folders searched)")
-    parser.add_argument("-o", "--output", help="also write DIR/orient_evaluation.csv")
+    parser.add_argument("-o", "--output", help="also write DIR/orient_evaluation.csv and a summary")
+    parser.add_argument("--weights", default=str(WEIGHTS), help="weights to evaluate (default: the bundled ones)")
 
 
 def demo(inputs: list[Path], out_dir: Path) -> list[Path]:

@@ -30,12 +30,13 @@ from brainkit.synth.intensity import normalise
 from brainkit.synth.spatial import identity_grid
 from brainkit.tasks import Task
 from brainkit.train import TrainConfig, train
+from brainkit.weights import FOLDER, load_weights, save_weights
 
 SPACING = 2.0
 SHAPE = (96, 96, 96)
 MIN_FOREGROUND = 0.1  # slices with less head than this (in either image) are not judged
 SHIFT_UNIT_MM = 10.0  # the network's shift output is in units of 10 mm
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "regqc.pt"
+WEIGHTS = FOLDER / "regqc.pt"
 THRESHOLD = 0.5  # image-wise p_misaligned above this -> misaligned (chosen on synthetic validation, model card)
 COLUMNS = ["fixed", "moving", "p_misaligned", "decision", "est_shift_mm"]
 SLICE_COLUMNS = ["fixed", "moving", "axis", "slice", "p_misaligned"]
@@ -47,12 +48,8 @@ def build_model() -> torch.nn.Module:
 
 
 def load_model(path: Path = WEIGHTS, device: torch.device | str = "cpu") -> torch.nn.Module:
-    if not path.exists():
-        raise BrainkitError(path, "registration-QC weights are missing: reinstall brainkit or train with "
-                                  "`brainkit train regqc`")
-    model = build_model()
-    model.load_state_dict({k: v.float() for k, v in torch.load(path, map_location="cpu", weights_only=True).items()})
-    return model.to(device).eval()
+    """The bundled regqc network (fp16 weights, run in fp32); a training checkpoint works too."""
+    return load_weights(build_model(), path, "regqc", device)
 
 
 def prepare_pair(fixed: Scan, moving: Scan) -> tuple[torch.Tensor, Geometry]:
@@ -271,7 +268,7 @@ def run_train(args: argparse.Namespace) -> int:
                          max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     model = train(build_model(), training_batches(data, args.pairs, args.slices), loss, config,
                   resolve_device(args.device), validate=validate)
-    torch.save({key: value.half() for key, value in model.state_dict().items()}, out / "regqc.pt")
+    save_weights(model, out / "regqc.pt")
     console.print(f"wrote {out / 'regqc.pt'}")
     return 0
 
