@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from brainkit import __version__
+from brainkit.errors import BrainkitError
 from brainkit.runtime import configure, console
 from brainkit.tasks import Task, task_names
 
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     configure(threads=args.threads, seed=args.seed)
     try:
         return args.handler(args)
+    except BrainkitError as err:  # a problem with the whole command (not one input): one line, no traceback
+        console.print(f"brainkit {args.command}: {err}", markup=False)
+        return 2
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130

@@ -18,6 +18,7 @@ from brainkit.batch import print_failures, run_over_inputs
 from brainkit.explain.gradcam import gradcam
 from brainkit.io import Scan, load
 from brainkit.io.write import write_csv, write_nifti
+from brainkit.metrics import auroc
 from brainkit.nets.mirror import mirror_classifier
 from brainkit.report.figures import save_overlay
 from brainkit.runtime import console, resolve_device
@@ -247,8 +248,6 @@ def run(args: argparse.Namespace) -> int:
 def orient_metrics(rows: list[dict]) -> dict[str, float]:
     """Accuracy (uncertain counts as not correct), accuracy at p = 0.5, AUROC, uncertain rate, confident
     errors, and the narrowest symmetric band around 0.5 that would have made every error 'uncertain'."""
-    from monai.metrics import compute_roc_auc
-
     p = torch.tensor([row["p_flipped"] for row in rows], dtype=torch.float64)
     truth = torch.tensor([float(row["mirrored"]) for row in rows], dtype=torch.float64)
     wrong_side = ((p >= 0.5).double() != truth).double()
@@ -256,7 +255,7 @@ def orient_metrics(rows: list[dict]) -> dict[str, float]:
         "cases": len(rows),
         "accuracy": round(float(np.mean([row["correct"] for row in rows])), 4),
         "accuracy_at_0.5": round(1 - float(wrong_side.mean()), 4),
-        "auroc": round(float(compute_roc_auc(p, truth)), 4),
+        "auroc": round(auroc(p.numpy(), truth.numpy() > 0.5), 4),
         "uncertain_rate": round(float(np.mean([row["decision"] == "uncertain" for row in rows])), 4),
         "confidently_wrong": int(sum(not row["correct"] and row["decision"] != "uncertain" for row in rows)),
         "band_half_width_needed": round(float((p[wrong_side.bool()] - 0.5).abs().max()) if wrong_side.any() else 0.0,

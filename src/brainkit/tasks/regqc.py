@@ -23,6 +23,7 @@ from brainkit.batch import Failure, describe_error, print_failures, progress_bar
 from brainkit.errors import BrainkitError
 from brainkit.io import Scan, load
 from brainkit.io.write import write_csv, write_with
+from brainkit.metrics import binary_scores
 from brainkit.runtime import console, resolve_device
 from brainkit.spatial import Geometry, Grid, foreground_bbox, resample_to_grid
 from brainkit.synth import LabelBank, SynthConfig, SynthEngine
@@ -256,11 +257,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     def validate(net: torch.nn.Module) -> dict[str, float]:
         outputs = net(val_images)
-        predicted, truth = outputs[:, 0] > 0, val_targets[:, 0] > 0.5
-        true_positives = float((predicted & truth).sum())
-        precision = true_positives / max(float(predicted.sum()), 1)
-        recall = true_positives / max(float(truth.sum()), 1)
-        return {"val_slice_f1": 2 * precision * recall / max(precision + recall, 1e-6),
+        scores = binary_scores((outputs[:, 0] > 0).numpy(), (val_targets[:, 0] > 0.5).numpy())
+        return {"val_slice_f1": scores["f1"],
                 "val_shift_mae_mm": float((outputs[:, 1] - val_targets[:, 1]).abs().mean()) * SHIFT_UNIT_MM}
 
     config = TrainConfig(steps=args.steps, checkpoint=out / "checkpoint.pt", log=out / "log.jsonl", lr=args.lr,
@@ -376,23 +374,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _f1(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
-    true_positives = float((predicted & truth).sum())
-    precision = true_positives / max(float(predicted.sum()), 1.0)
-    recall = true_positives / max(float(truth.sum()), 1.0)
-    return 2 * precision * recall / max(precision + recall, 1e-9), precision, recall
-
-
 def regqc_metrics(rows: list[dict], slice_rows: list[tuple[str, float]]) -> dict[str, float]:
     """Image-wise F1/precision/recall (aligned vs >= 2 mm or degrees), false-alarm rate, detection rate by
     size and kind, and slice-wise F1 (slices inherit their pair's truth; 1 mm/1 degree pairs left out)."""
     judged = [r for r in rows if r["truth"] != "in between"]
     predicted = np.array([r["decision"] == "misaligned" for r in judged])
     truth = np.array([r["truth"] == "misaligned" for r in judged])
-    f1, precision, recall = _f1(predicted, truth)
+    scores = binary_scores(predicted, truth)
     aligned = [r for r in rows if r["truth"] == "aligned"]
-    summary = {"pairs": len(rows), "image_f1": round(f1, 4), "image_precision": round(precision, 4),
-               "image_recall": round(recall, 4),
+    summary = {"pairs": len(rows), "image_f1": round(scores["f1"], 4),
+               "image_precision": round(scores["precision"], 4), "image_recall": round(scores["recall"], 4),
                "false_alarm_rate": round(float(np.mean([r["decision"] == "misaligned" for r in aligned])), 4)}
     for kind in ("shift", "rotation"):
         for size in MOVES_MM_OR_DEG[1:]:
@@ -401,8 +392,8 @@ def regqc_metrics(rows: list[dict], slice_rows: list[tuple[str, float]]) -> dict
             summary[f"detected_{kind}_{size:g}"] = round(rate, 4)
     labelled = [(label, p) for label, p in slice_rows if label != "in between"]
     slice_predicted = np.array([p >= 0.5 for _, p in labelled])
-    slice_f1, _, _ = _f1(slice_predicted, np.array([label == "misaligned" for label, _ in labelled]))
-    summary["slice_f1"] = round(slice_f1, 4)
+    slice_truth = np.array([label == "misaligned" for label, _ in labelled])
+    summary["slice_f1"] = round(binary_scores(slice_predicted, slice_truth)["f1"], 4)
     return summary
 
 
