@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from brainkit.errors import BrainkitError
 from brainkit.io.discover import InputItem, discover, load_item
@@ -80,12 +79,9 @@ def run_over_inputs(inputs: Iterable[str | Path], work: Callable[[Scan], Result]
 
 
 def print_failures(failures: list[Failure]) -> None:
-    """Print what failed and why, one line each, as the batch's closing summary."""
+    """Print what failed and why, one line each (easy to grep), as the batch's closing summary."""
     if not failures:
         return
-    table = Table(title=f"{len(failures)} input(s) failed", title_style="bold red", show_lines=False)
-    table.add_column("input", overflow="fold")
-    table.add_column("problem", overflow="fold")
+    console.print(f"[bold red]{len(failures)} input(s) failed:[/bold red]")
     for failure in failures:
-        table.add_row(failure.source, failure.message)
-    console.print(table)
+        console.print(f"FAILED {failure.source}: {failure.message}", markup=False)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 from rich.console import Console
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)  # messages stay one line each
 
 
 def configure(threads: int | None = None, seed: int | None = None) -> None:
