@@ -16,7 +16,7 @@ from brainkit.runtime import configure, console
 from brainkit.tasks import Task, task_names
 
 CORE_COMMANDS = {"info": "brainkit.io.info", "convert": "brainkit.io.convert", "synth": "brainkit.synth.command",
-                 "demo": "brainkit.demo"}
+                 "run": "brainkit.pipeline", "demo": "brainkit.demo"}
 VERBS = {"train": "train a job's model", "evaluate": "measure a job's model or outputs"}
 
 

@@ -1,0 +1,165 @@
+"""`brainkit run`: raw scans to a report. Convert DICOM, check every scan, run every job that applies, write
+each job's files (INTERFACE.md) and one self-contained `report.html`.
+
+Per-scan work runs in parallel processes with `--jobs N`; its result is cached under `DIR/.brainkit_run/`,
+so an interrupted run over many scans continues where it stopped (`--overwrite` redoes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from brainkit import __version__
+from brainkit.batch import Failure, describe_error, print_failures, progress_bar
+from brainkit.io.convert import convert
+from brainkit.io.discover import InputItem, discover, load_item
+from brainkit.io.info import describe
+from brainkit.io.write import write_csv, write_json
+from brainkit.report.figures import save_montage
+from brainkit.report.html import render_report
+from brainkit.runtime import console
+from brainkit.tasks import Task
+
+CACHE = ".brainkit_run"
+_models: dict[str, object] = {}  # per process: each job's model, loaded once
+
+
+def volumes_to_process(inputs: list[str | Path], out: Path) -> tuple[list[InputItem], list[Failure]]:
+    """Image files to process: NIfTI/MGZ as found, DICOM folders converted first (under DIR/converted)."""
+    items, failures = [], []
+    for item in discover(inputs):
+        if item.kind == "volume":
+            items.append(item)
+        elif item.kind == "dicom":
+            target = out / "converted" / item.rel_path.parent
+            written, refused, _ = convert([item.path], target)
+            failures += refused
+            items += [InputItem(w.nifti, out / "converted", "volume") for w in written]
+        else:
+            failures.append(Failure(str(item.path), "no such file or folder: check the path"))
+    return items, failures
+
+
+def _orient_model():
+    from brainkit.tasks import orient
+
+    if "orient" not in _models:
+        _models["orient"] = orient.load_model() if orient.WEIGHTS.exists() else None
+    return _models["orient"]
+
+
+def process_scan(item: InputItem, out: Path, overwrite: bool) -> dict:
+    """Check one scan and run the per-scan jobs; the result is cached as JSON for resumed runs."""
+    cache = out / CACHE / f"{item.rel_path}.json"
+    if cache.exists() and not overwrite:
+        return json.loads(cache.read_text())
+    scan = load_item(item)[0]
+    if isinstance(scan, Exception):
+        raise scan
+    result: dict = {"name": str(item.rel_path), "source": str(item.path), "info": describe(scan)}
+    montage = save_montage([(scan.stem, scan.data, scan.affine)], scan.output_path(out, "_montage", ".png"))
+    result["montage"] = str(montage)
+    model = _orient_model()
+    if model is None:
+        result["orient_note"] = "no bundled orientation model"
+    else:
+        from brainkit.tasks import orient
+
+        verdict = orient.process(scan, model, out, "cpu", want_explain=True)
+        result["orient"] = {"p_flipped": verdict.p_flipped, "decision": verdict.decision}
+        result["gradcam"] = str(scan.output_path(out, "_gradcam", ".png"))
+    write_json(cache, result)
+    return result
+
+
+def session_of(path: str) -> str:
+    """Scans of one subject and session share alignment: BIDS sub-/ses- entities, else the parent folder."""
+    entities = re.findall(r"(sub-[A-Za-z0-9]+|ses-[A-Za-z0-9]+)", path)
+    return "_".join(dict.fromkeys(entities)) or str(Path(path).parent)
+
+
+def check_alignment(scans: list[dict], out: Path) -> None:
+    """regqc of every other scan of a session against the first one (on its grid), when the model exists."""
+    from brainkit.tasks import regqc
+
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for scan in scans:
+        groups[session_of(scan["source"])].append(scan)
+    pairs = [(group[0], other) for group in groups.values() for other in group[1:]]
+    if not regqc.WEIGHTS.exists():
+        for _, moving in pairs:
+            moving["regqc_note"] = "no bundled registration-QC model"
+        return
+    results, _ = regqc.regqc([(f["source"], m["source"]) for f, m in pairs], out)
+    by_moving = {r.moving: r for r in results}
+    for fixed, moving in pairs:
+        result = by_moving.get(moving["source"])
+        if result is not None:
+            moving["regqc"] = {"decision": result.decision, "p_misaligned": result.p_misaligned,
+                               "est_shift_mm": result.est_shift_mm, "fixed_name": Path(fixed["source"]).name}
+            picture = out / "regqc_pictures" / f"{Path(moving['source']).name.split('.')[0]}_on_" \
+                f"{Path(fixed['source']).name.split('.')[0]}.png"
+            moving["regqc_picture"] = str(picture) if picture.exists() else None
+
+
+def scan_results(items: list[InputItem], out: Path, overwrite: bool, jobs: int):
+    """Yield (item, result or the exception it raised) in input order, in `jobs` processes."""
+    if jobs <= 1:
+        for item in items:
+            try:
+                yield item, process_scan(item, out, overwrite)
+            except Exception as err:  # noqa: BLE001 - the batch survives every bad file
+                yield item, err
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [(item, pool.submit(process_scan, item, out, overwrite)) for item in items]
+        for item, future in futures:
+            try:
+                yield item, future.result()
+            except Exception as err:  # noqa: BLE001
+                yield item, err
+
+
+def run_pipeline(inputs: list[str | Path], out_dir: str | Path, jobs: int = 1, overwrite: bool = False,
+                 quiet: bool = True, verbose: bool = False) -> tuple[list[dict], list[Failure]]:
+    """Python API of `brainkit run`: returns the per-scan results and the failures; writes the report."""
+    out = Path(out_dir)
+    items, failures = volumes_to_process(inputs, out)
+    scans: list[dict] = []
+    with progress_bar(quiet) as progress:
+        task = progress.add_task("scans", total=len(items))
+        for item, result in scan_results(items, out, overwrite, jobs):
+            if isinstance(result, Exception):
+                failures.append(describe_error(result, item.path, verbose))
+            else:
+                scans.append(result)
+            progress.advance(task)
+    check_alignment(scans, out)
+    write_csv(out / "orientation.csv", [{"input": s["source"], **s["orient"]} for s in scans if "orient" in s],
+              ["input", "p_flipped", "decision"])
+    render_report(out / "report.html", scans=scans, failures=failures, version=__version__,
+                  created=time.strftime("%Y-%m-%d %H:%M"))
+    return scans, failures
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/MGZ files, DICOM or BIDS folders")
+    parser.add_argument("-o", "--output", required=True, help="output folder (report.html and every job's files)")
+    parser.add_argument("--jobs", type=int, default=1, help="scans processed in parallel processes")
+    parser.add_argument("--overwrite", action="store_true", help="redo scans a previous run already finished")
+
+
+def run(args: argparse.Namespace) -> int:
+    scans, failures = run_pipeline(args.inputs, args.output, args.jobs, args.overwrite, args.quiet, args.verbose)
+    console.print(f"{len(scans)} scan(s) done; report: {Path(args.output) / 'report.html'}")
+    print_failures(failures)
+    return 1 if failures else 0
+
+
+COMMAND = Task("run", "everything that applies, from raw scans to report.html", add_arguments, run)
