@@ -49,7 +49,8 @@ def test_info_names_the_bad_file_and_fails(tmp_path):
 def test_demo_writes_inputs_info_and_montage(tmp_path):
     result = brainkit("demo", "-o", str(tmp_path / "demo"), "--quiet")
     assert result.returncode == 0, result.stderr
-    for name in ("inputs/mni152_t1.nii.gz", "inputs/mni152_t1_mirrored.nii.gz", "info.csv", "montage.png"):
+    for name in ("inputs/mni152_t1.nii.gz", "inputs/mni152_t1_mirrored.nii.gz", "info.csv", "montage.png",
+                 "report.html", "mni152_t1_montage.png"):
         assert (tmp_path / "demo" / name).stat().st_size > 0, name
     assert (tmp_path / "demo" / "montage.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -296,14 +296,5 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=str(WEIGHTS), help="weights to evaluate (default: the bundled ones)")
 
 
-def demo(inputs: list[Path], out_dir: Path) -> list[Path]:
-    """Orientation of the demo template and its mirrored copy, with Grad-CAM."""
-    if not WEIGHTS.exists():
-        console.print("demo: orient skipped (no bundled weights)")
-        return []
-    orient(inputs, out_dir, explain=True)
-    return sorted(path for path in out_dir.rglob("*") if path.is_file())
-
-
-TASK = Task("orient", "left-right flip check -> orientation.csv", add_arguments, run, demo=demo,
+TASK = Task("orient", "left-right flip check -> orientation.csv", add_arguments, run,
             train=(add_train_arguments, run_train), evaluate=(add_evaluate_arguments, run_evaluate))
