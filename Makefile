@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: install demo test lint clean
+.PHONY: install browser demo test clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -17,7 +17,12 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/brainkit demo -o demo_out
 
-test: install
+# Headless Chromium for the report's browser test (Debian package); the test skips if it cannot be installed.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
+		|| echo "chromium could not be installed: the browser test will skip"
+
+test: install browser
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
 

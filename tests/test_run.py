@@ -1,0 +1,73 @@
+"""`brainkit run`: a batch with DICOM, NIfTI and a broken file gives every output and a report that renders."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from brainkit.pipeline import CACHE, run_pipeline, session_of
+
+
+@pytest.fixture(scope="module")
+def run_output(shared_data, tmp_path_factory) -> tuple[Path, list[dict], list]:
+    root = tmp_path_factory.mktemp("run")
+    inputs = root / "in"
+    anat = inputs / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    shutil.copy(shared_data / "heads" / "allineate_T1w2mm.nii.gz", anat / "sub-01_T1w.nii.gz")
+    shutil.copy(shared_data / "heads" / "nipy_anatomical_2mm.nii.gz", anat / "sub-01_acq-b_T1w.nii.gz")
+    (anat / "sub-01_FLAIR.nii.gz").write_bytes(b"not an image")
+    shutil.copytree(shared_data / "dicom" / "neurolabusc__dcm_qa_nih" / "In" / "20180918GE" / "mr_0004",
+                    inputs / "sub-02" / "dicom")
+    scans, failures = run_pipeline([inputs], root / "out")
+    return root / "out", scans, failures
+
+
+def test_every_good_input_is_complete_and_the_bad_one_is_reported(run_output):
+    out, scans, failures = run_output
+    assert sorted(Path(s["source"]).name for s in scans) == ["4_DCM2NIIX_regression_test.nii.gz",
+                                                             "sub-01_T1w.nii.gz", "sub-01_acq-b_T1w.nii.gz"]
+    assert [Path(f.source).name for f in failures] == ["sub-01_FLAIR.nii.gz"]
+    html = (out / "report.html").read_text()
+    assert "sub-01_FLAIR.nii.gz" in html and "failed" in html
+    assert html.count("data:image/png;base64,") >= 3  # montages embedded
+    assert not re.search(r"(src|href)=\"https?://", html)  # self-contained: no network links
+    assert (out / "converted").is_dir() and list((out / "converted").rglob("*.nii.gz"))
+
+
+def test_a_resumed_run_reuses_finished_scans(run_output):
+    out, scans, _ = run_output
+    cached = sorted((out / CACHE).rglob("*.json"))
+    assert len(cached) == len(scans)
+    stamps = [path.stat().st_mtime_ns for path in cached]
+    again, failures = run_pipeline([out.parent / "in"], out)
+    assert [path.stat().st_mtime_ns for path in cached] == stamps  # finished scans were not recomputed
+    assert len(again) == len(scans) and len(failures) == 1
+
+
+def test_sessions_follow_bids_entities_or_folders():
+    assert session_of("/d/sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz") == "sub-01_ses-2"
+    assert session_of("/d/patientA/t1.nii.gz") == "/d/patientA"
+
+
+def test_report_renders_in_a_real_browser_without_console_errors(run_output, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (Debian package 'chromium'; `make test` installs it "
+                    "where apt-get is allowed)")
+    out, _, _ = run_output
+    screenshot = tmp_path / "report.png"
+    result = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--window-size=1200,1600",
+         f"--screenshot={screenshot}", (out / "report.html").resolve().as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert screenshot.exists() and screenshot.stat().st_size > 20_000, result.stderr[-2000:]
+    console_errors = [line for line in result.stderr.splitlines() if "CONSOLE" in line and "ERROR" in line]
+    assert console_errors == []
+    shutil.copy(screenshot, out / "report_screenshot.png")
