@@ -44,8 +44,11 @@ SLICE_COLUMNS = ["fixed", "moving", "axis", "slice", "p_misaligned"]
 
 
 def build_model() -> torch.nn.Module:
-    """2D ResNet18 (half width, 2.8 M parameters): 2-channel slice -> (misaligned logit, shift / 10 mm)."""
-    return resnet18(spatial_dims=2, n_input_channels=2, num_classes=2, widen_factor=0.5)
+    """2D ResNet18 (half width, 2.8 M parameters): 2-channel slice -> (misaligned logit, shift / 10 mm).
+
+    The first convolution keeps full resolution (stride 1): a 2 mm misfit is one voxel at 2 mm.
+    """
+    return resnet18(spatial_dims=2, n_input_channels=2, num_classes=2, widen_factor=0.5, conv1_t_stride=1)
 
 
 def load_model(path: Path = WEIGHTS, device: torch.device | str = "cpu") -> torch.nn.Module:
@@ -276,8 +279,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default="runs/regqc", help="checkpoint, log and final weights")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--pairs", type=int, default=2, help="synthetic pairs per step")
-    parser.add_argument("--slices", type=int, default=6, help="slices per pair and axis")
+    parser.add_argument("--pairs", type=int, default=6, help="synthetic pairs per step")
+    parser.add_argument("--slices", type=int, default=3, help="slices per pair and axis")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumable) after this long")
 
 
