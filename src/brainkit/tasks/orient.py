@@ -28,8 +28,8 @@ from brainkit.synth import LabelBank, SynthConfig, SynthEngine
 from brainkit.synth.intensity import bias_field, gamma_and_noise, gaussian_blur, normalise
 from brainkit.synth.spatial import control_points, dense, mapped_points, random_affine, sample, uniform
 from brainkit.tasks import Task
-from brainkit.train import TrainConfig, train
-from brainkit.weights import FOLDER, load_weights, save_weights
+from brainkit.train.recipe import add_train_options, train_and_save
+from brainkit.weights import FOLDER, load_weights
 
 SPACING = 3.0
 SHAPE = (64, 64, 64)
@@ -199,7 +199,6 @@ def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def run_train(args: argparse.Namespace) -> int:
     data = Path(args.data)
-    out = Path(args.output)
     model = mirror_classifier(SHAPE)
     validation = prepared_stack(real_scans(data, REAL_VALIDATION))
 
@@ -207,24 +206,14 @@ def run_train(args: argparse.Namespace) -> int:
         logits = net(validation)
         return {"val_accuracy": float((logits < 0).float().mean()), "val_min_margin": float((-logits).min())}
 
-    config = TrainConfig(steps=args.steps, checkpoint=out / "checkpoint.pt", log=out / "log.jsonl", lr=args.lr,
-                         seed=args.seed, checkpoint_every=50, log_every=10, validate_every=100,
-                         max_seconds=args.max_minutes * 60 if args.max_minutes else None)
-    model = train(model, training_batches(data, args.synth, args.real), bce, config, resolve_device(args.device),
-                  validate=validate)
-    save_weights(model, out / "orient.pt")
-    console.print(f"wrote {out / 'orient.pt'}")
+    train_and_save("orient", model, training_batches(data, args.synth, args.real), bce, args, validate)
     return 0
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="../shared/data", help="the shared real-data folder")
-    parser.add_argument("-o", "--output", default="runs/orient", help="checkpoint, log and final weights")
-    parser.add_argument("--steps", type=int, default=4000)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    add_train_options(parser, "orient", steps=8000, lr=3e-4)
     parser.add_argument("--synth", type=int, default=4, help="synthetic heads per batch")
     parser.add_argument("--real", type=int, default=4, help="augmented real scans per batch")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumable) after this long")
 
 
 # ---- command line ------------------------------------------------------------------------------------------

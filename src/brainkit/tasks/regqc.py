@@ -30,8 +30,8 @@ from brainkit.synth import LabelBank, SynthConfig, SynthEngine
 from brainkit.synth.intensity import normalise
 from brainkit.synth.spatial import identity_grid
 from brainkit.tasks import Task
-from brainkit.train import TrainConfig, train
-from brainkit.weights import FOLDER, load_weights, save_weights
+from brainkit.train.recipe import add_train_options, train_and_save
+from brainkit.weights import FOLDER, load_weights
 
 SPACING = 2.0
 SHAPE = (96, 96, 96)
@@ -255,7 +255,7 @@ def synthetic_validation(data: Path, pairs: int = 24, seed: int = 12345) -> tupl
 
 
 def run_train(args: argparse.Namespace) -> int:
-    data, out = Path(args.data), Path(args.output)
+    data = Path(args.data)
     val_images, val_targets = synthetic_validation(data)
 
     def validate(net: torch.nn.Module) -> dict[str, float]:
@@ -264,24 +264,15 @@ def run_train(args: argparse.Namespace) -> int:
         return {"val_slice_f1": scores["f1"],
                 "val_shift_mae_mm": float((outputs[:, 1] - val_targets[:, 1]).abs().mean()) * SHIFT_UNIT_MM}
 
-    config = TrainConfig(steps=args.steps, checkpoint=out / "checkpoint.pt", log=out / "log.jsonl", lr=args.lr,
-                         seed=args.seed, checkpoint_every=25, log_every=5, validate_every=50,
-                         max_seconds=args.max_minutes * 60 if args.max_minutes else None)
-    model = train(build_model(), training_batches(data, args.pairs, args.slices), loss, config,
-                  resolve_device(args.device), validate=validate)
-    save_weights(model, out / "regqc.pt")
-    console.print(f"wrote {out / 'regqc.pt'}")
+    train_and_save("regqc", build_model(), training_batches(data, args.pairs, args.slices), loss, args, validate,
+                   every=(25, 5, 50))
     return 0
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="../shared/data", help="the shared data folder (label maps only)")
-    parser.add_argument("-o", "--output", default="runs/regqc", help="checkpoint, log and final weights")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    add_train_options(parser, "regqc", steps=6000, lr=3e-4)
     parser.add_argument("--pairs", type=int, default=6, help="synthetic pairs per step")
     parser.add_argument("--slices", type=int, default=3, help="slices per pair and axis")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumable) after this long")
 
 
 # ---- command line -------------------------------------------------------------------------------------------

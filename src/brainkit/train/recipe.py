@@ -1,0 +1,42 @@
+"""What every job's `brainkit train JOB` shares: the common options, and train-then-save-weights."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from brainkit.runtime import console, resolve_device
+from brainkit.train.loop import BatchFn, TrainConfig, train
+from brainkit.weights import save_weights
+
+
+def add_train_options(parser: argparse.ArgumentParser, job: str, steps: int, lr: float) -> None:
+    """--data, -o/--output, --steps, --lr, --max-minutes for `brainkit train <job>`."""
+    parser.add_argument("--data", default="../shared/data", help="the shared data folder")
+    parser.add_argument("-o", "--output", default=f"runs/{job}", help="checkpoint, log and final weights")
+    parser.add_argument("--steps", type=int, default=steps, help="optimiser steps in all (resumes where it stopped)")
+    parser.add_argument("--lr", type=float, default=lr, help="Adam learning rate")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed, resumable) after this")
+
+
+def train_and_save(job: str, model: torch.nn.Module, batch_for: BatchFn,
+                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], args: argparse.Namespace,
+                   validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+                   every: tuple[int, int, int] = (50, 10, 100)) -> Path:
+    """Train through the shared loop from the parsed options and write `<output>/<job>.pt` (fp16).
+
+    `every`: checkpoint, log and validation intervals in steps.
+    """
+    out = Path(args.output)
+    checkpoint_every, log_every, validate_every = every
+    config = TrainConfig(steps=args.steps, checkpoint=out / "checkpoint.pt", log=out / "log.jsonl", lr=args.lr,
+                         seed=args.seed, checkpoint_every=checkpoint_every, log_every=log_every,
+                         validate_every=validate_every,
+                         max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+    model = train(model, batch_for, loss_fn, config, resolve_device(args.device), validate=validate)
+    weights = save_weights(model, out / f"{job}.pt")
+    console.print(f"wrote {weights}")
+    return weights
