@@ -7,9 +7,13 @@ that importing geometry does not import torch.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+SEARCH_SIZE = 48  # voxels per axis of the pooled silhouette the search runs on
 
 
 def _rotation(yaw_deg: torch.Tensor, roll_deg: torch.Tensor) -> torch.Tensor:
@@ -52,13 +56,14 @@ def midplane_voxel_map(volume: np.ndarray, max_yaw: float = 30.0, max_roll: floa
     """4x4 output-voxel -> input-voxel map (same grid shape) that makes `volume` most left-right symmetric.
 
     `volume` is a head in RAS voxel order (axis 0 left-right). The search uses the head's silhouette (voxels
-    above a tenth of the bright range), so a lesion on one side does not pull the plane, on a 2x downsampled
-    copy: centre on the silhouette's centroid, a coarse grid over yaw and roll, then a finer one that also
-    shifts along axis 0.
+    above a tenth of the bright range), so a lesion on one side does not pull the plane, pooled to at most
+    SEARCH_SIZE voxels per axis: centre on the silhouette's centroid, a coarse grid over yaw and roll, then a
+    finer one that also shifts along axis 0.
     """
     low, high = np.percentile(volume, [1, 99])
     silhouette = (volume > low + 0.1 * (high - low)).astype(np.float32)
-    small = F.avg_pool3d(torch.from_numpy(silhouette)[None, None], 2)[0, 0]
+    factor = max(2, math.ceil(max(volume.shape) / SEARCH_SIZE))
+    small = F.avg_pool3d(torch.from_numpy(silhouette)[None, None], factor, ceil_mode=True)[0, 0]
     weights = small
     axes = torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in small.shape], indexing="ij")
     centre = np.array([float((weights * axis).sum() / weights.sum().clamp(min=1e-6)) for axis in axes])
@@ -71,6 +76,6 @@ def midplane_voxel_map(volume: np.ndarray, max_yaw: float = 30.0, max_roll: floa
         grid = torch.cartesian_prod(yaws, rolls, torch.tensor(shifts) + best[2])
         scores = _symmetry_scores(small, _voxel_maps(small.shape[2:], centre, grid[:, 0], grid[:, 1], grid[:, 2]))
         best = tuple(float(v) for v in grid[int(scores.argmax())])
-    full = _voxel_maps(volume.shape, centre * 2 + 0.5, torch.tensor([best[0]]), torch.tensor([best[1]]),
-                       torch.tensor([best[2] * 2]))
+    full = _voxel_maps(volume.shape, centre * factor + (factor - 1) / 2, torch.tensor([best[0]]),
+                       torch.tensor([best[1]]), torch.tensor([best[2] * factor]))
     return full[0].double().numpy()

@@ -1,0 +1,217 @@
+"""Contrast-agnostic whole-brain and subcortical segmentation (SynthSeg-style, trained on synthetic images).
+
+load -> RAS, 1 mm, box on the head (recorded geometry) -> intensities to [0, 1] -> 3D UNet with MONAI's
+sliding-window inference on 96^3 patches -> labels back on the input's own grid (nearest) -> `<stem>_seg.nii.gz`
+in FreeSurfer aseg numbering, and `volumes.csv` (mm^3 per label).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from monai.losses import DiceCELoss
+from monai.networks.nets import UNet
+
+from brainkit.batch import print_failures, run_over_inputs
+from brainkit.io import Scan, load
+from brainkit.io.write import write_csv, write_nifti
+from brainkit.report.figures import save_overlay
+from brainkit.runtime import console, resolve_device
+from brainkit.spatial import NEAREST, Geometry, Grid, foreground_bbox
+from brainkit.spatial.symmetry import midplane_voxel_map
+from brainkit.synth import LabelBank, SynthConfig, SynthEngine
+from brainkit.synth.intensity import normalise
+from brainkit.synth.labels import LEFT_RIGHT_PAIRS
+from brainkit.tasks import Task
+from brainkit.train.recipe import add_train_options, train_and_save
+from brainkit.weights import FOLDER, load_weights
+
+# SynthSeg's whole-brain label set (FreeSurfer aseg numbers); index 0 is background.
+ASEG_LABELS = (0, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18, 24, 26, 28,
+               41, 42, 43, 44, 46, 47, 49, 50, 51, 52, 53, 54, 58, 60)
+SUBCORTICAL = (10, 11, 12, 13, 17, 18, 26, 49, 50, 51, 52, 53, 54, 58)
+PATCH = (96, 96, 96)
+SPACING = 1.0
+WEIGHTS = FOLDER / "segment.pt"
+
+
+def build_model() -> torch.nn.Module:
+    """MONAI 3D UNet, channels 16-128 (about 1.2 M parameters), one output per aseg label."""
+    return UNet(spatial_dims=3, in_channels=1, out_channels=len(ASEG_LABELS), channels=(16, 32, 64, 128),
+                strides=(2, 2, 2), num_res_units=1)
+
+
+def load_model(path: Path = WEIGHTS, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The bundled segmentation network (fp16 weights, run in fp32); a training checkpoint works too."""
+    return load_weights(build_model(), path, "segment", device)
+
+
+def class_lookup(values: np.ndarray) -> np.ndarray:
+    """Map label numbers (e.g. a bank's `values`) to class indices; labels outside the set -> background."""
+    index = {label: i for i, label in enumerate(ASEG_LABELS)}
+    return np.array([index.get(int(v), 0) for v in values], dtype=np.int64)
+
+
+def lateralise(labels: np.ndarray) -> np.ndarray:
+    """Give right-hemisphere voxels their right-side aseg number where a map uses left labels on both sides.
+
+    `labels` is in RAS voxel order (axis 0 left to right). The mid-sagittal plane comes from the brain's own
+    mirror symmetry (no atlas): voxels on its right with a left label get the homologous right label.
+    """
+    if any(right in labels for right in LEFT_RIGHT_PAIRS.values()):
+        return labels
+    brain = np.isin(labels, list(LEFT_RIGHT_PAIRS) + [14, 15, 16, 24]).astype(np.float32)
+    matrix = midplane_voxel_map(brain)
+    inverse = np.linalg.inv(matrix)
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in labels.shape], indexing="ij"), axis=0).reshape(3, -1)
+    aligned_x = (inverse[0, :3] @ grid + inverse[0, 3]).reshape(labels.shape)
+    right = aligned_x > (labels.shape[0] - 1) / 2
+    out = labels.copy()
+    for left, right_label in LEFT_RIGHT_PAIRS.items():
+        out[(labels == left) & right] = right_label
+    return out
+
+
+def prepare(scan: Scan) -> tuple[torch.Tensor, Geometry]:
+    """(1, 1, X, Y, Z) image at 1 mm in RAS, cropped to the head (at least one patch), scaled to [0, 1]."""
+    geometry = Geometry(Grid(scan.shape, scan.affine)).to_ras().resample(SPACING)
+    volume = geometry.apply(scan.data)
+    start, stop = foreground_bbox(volume, margin=4)
+    shape = np.maximum(stop - start, PATCH)
+    geometry.crop_centred((start + stop) / 2, shape)
+    box = geometry.steps[-1].apply(volume, fill=float(volume.min()))
+    return normalise(torch.from_numpy(np.ascontiguousarray(box, dtype=np.float32))[None, None]), geometry
+
+
+def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cpu") -> np.ndarray:
+    """Aseg label map on the scan's own grid (int16)."""
+    tensor, geometry = prepare(scan)
+    with torch.no_grad():
+        logits = sliding_window_inference(tensor.to(device), PATCH, sw_batch_size=2, predictor=model, overlap=0.25,
+                                          mode="gaussian")
+    classes = logits.argmax(dim=1)[0].cpu().numpy().astype(np.int16)
+    labels = np.asarray(ASEG_LABELS, np.int16)[geometry.to_input_grid(classes, NEAREST)]
+    return labels
+
+
+def label_volumes(labels: np.ndarray, affine: np.ndarray) -> dict[str, float]:
+    """mm^3 of every aseg label (and the whole brain) in a label map."""
+    voxel = float(abs(np.linalg.det(affine[:3, :3])))
+    counts = np.bincount(labels.ravel().astype(np.int64), minlength=max(ASEG_LABELS) + 1)
+    volumes = {str(label): round(float(counts[label]) * voxel, 1) for label in ASEG_LABELS[1:]}
+    volumes["brain"] = round(float(counts[list(ASEG_LABELS[1:])].sum()) * voxel, 1)
+    return volumes
+
+
+def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto", qc: bool = False,
+            quiet: bool = True, verbose: bool = False):
+    """Python API of `brainkit segment`: `<rel>/<stem>_seg.nii.gz` per input and `volumes.csv`."""
+    torch_device = resolve_device(device)
+    model = load_model(device=torch_device)
+    out = Path(out_dir)
+
+    def work(scan: Scan) -> dict:
+        labels = predict(scan, model, torch_device)
+        write_nifti(scan.output_path(out, "_seg"), labels, scan.affine, scan.header)
+        if qc:
+            save_overlay(scan.data, labels * np.isin(labels, SUBCORTICAL), scan.affine,
+                         scan.output_path(out, "_seg", ".png"), title=scan.stem, cmap="tab20", label_map=True)
+        return {"input": str(scan.source), **label_volumes(labels, scan.affine)}
+
+    outcome = run_over_inputs(inputs, work, "segment", quiet, verbose)
+    columns = ["input", *[str(label) for label in ASEG_LABELS[1:]], "brain"]
+    write_csv(out / "volumes.csv", outcome.results, columns)
+    return outcome
+
+
+# ---- training (synthetic images from the real label maps) ----------------------------------------------------
+
+def training_batches(data: Path, batch: int):
+    """`batch_for(step, generator)`: synthetic 96^3 patches at 1 mm and their class maps."""
+    maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
+    loaded = LabelBank.from_files(maps, spacing=SPACING, shape=(176, 208, 176))
+    numbered = [lateralise(loaded.values[m.numpy()].astype(np.int32)) for m in loaded.maps[:, 0]]
+    bank = LabelBank.from_arrays(numbered, SPACING, loaded.affine)
+    lookup = torch.from_numpy(class_lookup(bank.values))
+    config = SynthConfig(shape=PATCH, rotation_deg=15, scaling=0.15, translation=20, deform_std=3.0,
+                         deform_spacing=16, thick_max=6.0)
+    engine = SynthEngine(bank, config)
+    console.print(f"segment training: {len(maps)} label maps (lateralised), {len(ASEG_LABELS)} classes")
+
+    def batch_for(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        engine.generator = generator
+        result = engine.generate(batch)
+        return result.image, lookup[result.labels]
+
+    return batch_for
+
+
+def run_train(args: argparse.Namespace) -> int:
+    loss = DiceCELoss(to_onehot_y=True, softmax=True)
+    train_and_save("segment", build_model(), training_batches(Path(args.data), args.batch), loss, args,
+                   every=(25, 5, 0))
+    return 0
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    add_train_options(parser, "segment", steps=20000, lr=1e-3)
+    parser.add_argument("--batch", type=int, default=2, help="synthetic 96^3 patches per step")
+
+
+# ---- evaluation -----------------------------------------------------------------------------------------------
+
+def dice_and_hd95(prediction: np.ndarray, truth: np.ndarray, spacing: np.ndarray,
+                  labels: tuple[int, ...] = SUBCORTICAL) -> list[dict]:
+    """Dice and 95% Hausdorff distance (mm) per label (MONAI metrics)."""
+    from monai.metrics import compute_dice, compute_hausdorff_distance
+
+    rows = []
+    for label in labels:
+        pred = torch.from_numpy(prediction == label)[None, None].float()
+        true = torch.from_numpy(truth == label)[None, None].float()
+        both = torch.cat([1 - pred, pred], 1), torch.cat([1 - true, true], 1)
+        dice = float(compute_dice(*both, include_background=False)[0, 0])
+        hd95 = float(compute_hausdorff_distance(*both, percentile=95, spacing=spacing.tolist())[0, 0])
+        rows.append({"label": label, "dice": round(dice, 4), "hd95_mm": round(hd95, 2)})
+    return rows
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    prediction, truth = load(args.pred), load(args.truth)
+    if prediction.shape != truth.shape:
+        raise SystemExit(f"brainkit evaluate segment: shapes differ ({prediction.shape} vs {truth.shape})")
+    rows = dice_and_hd95(np.rint(prediction.data).astype(int), np.rint(truth.data).astype(int), truth.spacing)
+    for row in rows:
+        console.print(f"label {row['label']:3d}  Dice {row['dice']:.3f}  HD95 {row['hd95_mm']:.1f} mm")
+    console.print(f"mean Dice {np.nanmean([r['dice'] for r in rows]):.3f} (labels present in either map)")
+    if args.output:
+        write_csv(Path(args.output) / "segment_evaluation.csv", rows, ["label", "dice", "hd95_mm"])
+    return 0
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pred", required=True, help="predicted label map (aseg numbers)")
+    parser.add_argument("--truth", required=True, help="reference label map on the same grid (aseg numbers)")
+    parser.add_argument("-o", "--output", help="also write DIR/segment_evaluation.csv")
+
+
+# ---- command line -----------------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/MGZ files, DICOM or BIDS folders")
+    parser.add_argument("-o", "--output", required=True, help="output folder (<stem>_seg.nii.gz, volumes.csv)")
+    parser.add_argument("--qc", action="store_true", help="PNG overlay of the subcortical labels per input")
+
+
+def run(args: argparse.Namespace) -> int:
+    outcome = segment(args.inputs, args.output, args.device, args.qc, args.quiet, args.verbose)
+    print_failures(outcome.failures)
+    return outcome.exit_code
+
+
+TASK = Task("segment", "whole-brain + subcortical labels -> <stem>_seg.nii.gz, volumes.csv", add_arguments, run,
+            train=(add_train_arguments, run_train), evaluate=(add_evaluate_arguments, run_evaluate))

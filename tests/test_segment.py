@@ -1,0 +1,68 @@
+"""Segmentation job: label bookkeeping, hemisphere split, volumes, metrics, preparation (no weights needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brainkit.io import Scan
+from brainkit.tasks import segment
+from tests.conftest import blob_volume, save_nifti
+
+
+def test_class_lookup_maps_aseg_numbers_and_sends_the_rest_to_background():
+    lookup = segment.class_lookup(np.array([0, 17, 53, 258, 999]))
+    assert lookup[0] == 0 and lookup[3] == 0 and lookup[4] == 0
+    assert segment.ASEG_LABELS[lookup[1]] == 17 and segment.ASEG_LABELS[lookup[2]] == 53
+
+
+def test_lateralise_gives_right_hemisphere_voxels_right_labels():
+    labels = np.zeros((40, 30, 30), np.int32)
+    labels[6:34, 5:25, 5:25] = 2  # white matter, labelled 'left' on both sides
+    labels[10:16, 12:18, 12:18] = 17  # a 'left hippocampus' on the patient's left (low x in RAS)
+    labels[24:30, 12:18, 12:18] = 17  # and its mirror on the right, labelled left too
+    out = segment.lateralise(labels)
+    assert set(np.unique(out[:19])) <= {0, 2, 17}
+    assert set(np.unique(out[21:])) <= {0, 41, 53}
+    assert (out == 53).sum() == (labels[24:30] == 17).sum()
+    already = out.copy()
+    assert np.array_equal(segment.lateralise(already), already)  # maps with right labels are left alone
+
+
+def test_volumes_count_voxels_times_voxel_size():
+    labels = np.zeros((10, 10, 10), np.int16)
+    labels[:2, :5, :5] = 17
+    volumes = segment.label_volumes(labels, np.diag([2.0, 1.0, 1.5, 1.0]))
+    assert volumes["17"] == pytest.approx(50 * 3.0)
+    assert volumes["brain"] == volumes["17"] and volumes["53"] == 0
+
+
+def test_dice_and_hd95_on_known_shapes():
+    truth = np.zeros((30, 30, 30), int)
+    truth[10:20, 10:20, 10:20] = 17
+    shifted = np.roll(truth, 2, axis=0)
+    rows = segment.dice_and_hd95(shifted, truth, np.ones(3), labels=(17,))
+    assert rows[0]["dice"] == pytest.approx(0.8)
+    assert rows[0]["hd95_mm"] == pytest.approx(2.0)
+    assert segment.dice_and_hd95(truth, truth, np.ones(3), labels=(17,))[0]["dice"] == 1.0
+
+
+def test_prepare_gives_a_1mm_ras_box_of_at_least_one_patch():
+    affine = np.diag([-2.0, 2.0, 2.0, 1.0])
+    scan = Scan(blob_volume((40, 50, 30), noise=0.0), affine, None, segment.Path("x.nii.gz"), segment.Path("x"))
+    tensor, geometry = segment.prepare(scan)
+    assert tensor.shape[:2] == (1, 1) and all(n >= 96 for n in tensor.shape[2:])
+    assert geometry.grid.axcodes == "RAS" and np.allclose(geometry.grid.spacing, 1.0)
+
+
+def test_evaluate_cli_on_identical_maps(tmp_path):
+    from tests.test_cli import brainkit
+
+    labels = np.zeros((20, 20, 20), np.int16)
+    labels[5:12, 5:12, 5:12] = 10
+    labels[12:18, 5:12, 5:12] = 49
+    path = save_nifti(tmp_path / "seg.nii.gz", labels)
+    result = brainkit("evaluate", "segment", "--pred", str(path), "--truth", str(path), "-o", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = (tmp_path / "segment_evaluation.csv").read_text().splitlines()
+    assert "10,1.0,0.0" in rows and "49,1.0,0.0" in rows
