@@ -344,11 +344,15 @@ def world_move(kind: str, size: float, centre: np.ndarray, rng: np.random.Genera
 
 
 def real_test_pairs(data: Path) -> list[tuple[Path, Path]]:
-    """Ordered pairs of co-registered contrasts of each patient in pairs_open_ms_mni."""
+    """Aligned real pairs: ordered pairs of the co-registered contrasts of each pairs_open_ms_mni patient, and
+    the native (3 mm slice, unresampled) T1W and T2W on FLAIR of pairs_open_ms_raw, whose provided
+    intra-study registrations move them by well under 1 mm (their headers already align them)."""
     pairs = []
     for patient in sorted((data / "pairs_open_ms_mni").glob("patient*")):
         scans = sorted(p for p in patient.glob("*_regtoMNI.nii.gz") if not p.name.startswith("GOLD"))
         pairs += [(a, b) for a in scans for b in scans if a != b]
+    for flair in sorted((data / "pairs_open_ms_raw").glob("*/study*_FLAIR.nii.gz")):
+        pairs += [(flair, flair.with_name(flair.name.replace("FLAIR", kind))) for kind in ("T1W", "T2W")]
     return pairs
 
 
