@@ -208,3 +208,17 @@ def test_one_bad_input_never_loses_the_batch_and_inputs_stay_untouched(tmp_path,
                                                                       "missing.nii.gz"]
     assert outcome.exit_code == 1
     assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "in").iterdir()}
+
+
+def test_itk_affine_is_read_in_ras(tmp_path):
+    from brainkit.io.itk import read_itk_affine
+
+    path = tmp_path / "t.txt"
+    path.write_text("#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+                    "Parameters: 1 0 0 0 1 0 0 0 1 1 2 3\nFixedParameters: 10 20 30\n")
+    expected = np.eye(4)
+    expected[:3, 3] = [-1, -2, 3]  # an LPS shift of (1, 2, 3) mm
+    assert np.allclose(read_itk_affine(path), expected)
+    (tmp_path / "bad.txt").write_text("Transform: x\n")
+    with pytest.raises(BadInputError):
+        read_itk_affine(tmp_path / "bad.txt")

@@ -22,6 +22,7 @@ from monai.networks.nets import resnet18
 from brainkit.batch import Failure, describe_error, print_failures, progress_bar
 from brainkit.errors import BrainkitError
 from brainkit.io import Scan, load
+from brainkit.io.itk import read_itk_affine
 from brainkit.io.write import write_csv, write_with
 from brainkit.metrics import binary_scores
 from brainkit.runtime import console, resolve_device
@@ -343,16 +344,20 @@ def world_move(kind: str, size: float, centre: np.ndarray, rng: np.random.Genera
     return move
 
 
-def real_test_pairs(data: Path) -> list[tuple[Path, Path]]:
-    """Aligned real pairs: ordered pairs of the co-registered contrasts of each pairs_open_ms_mni patient, and
-    the native (3 mm slice, unresampled) T1W and T2W on FLAIR of pairs_open_ms_raw, whose provided
-    intra-study registrations move them by well under 1 mm (their headers already align them)."""
+def real_test_pairs(data: Path) -> list[tuple[Path, Path, np.ndarray]]:
+    """Aligned real pairs (fixed, moving, world correction for the moving header): ordered pairs of the
+    co-registered contrasts of each pairs_open_ms_mni patient (no correction), and the native thick-slice
+    T1W and T2W of pairs_open_ms_raw on their FLAIR, aligned by the provided ITK registrations."""
     pairs = []
     for patient in sorted((data / "pairs_open_ms_mni").glob("patient*")):
         scans = sorted(p for p in patient.glob("*_regtoMNI.nii.gz") if not p.name.startswith("GOLD"))
-        pairs += [(a, b) for a in scans for b in scans if a != b]
+        pairs += [(a, b, np.eye(4)) for a in scans for b in scans if a != b]
     for flair in sorted((data / "pairs_open_ms_raw").glob("*/study*_FLAIR.nii.gz")):
-        pairs += [(flair, flair.with_name(flair.name.replace("FLAIR", kind))) for kind in ("T1W", "T2W")]
+        for kind in ("T1W", "T2W"):
+            moving = flair.with_name(flair.name.replace("FLAIR", kind))
+            transform = flair.with_name(f"{moving.name.split('.')[0]}_intrastudy_to_FLAIR.txt")
+            if moving.exists() and transform.exists():  # moving world -> FLAIR world is the inverse
+                pairs.append((flair, moving, np.linalg.inv(read_itk_affine(transform))))
     return pairs
 
 
@@ -366,8 +371,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise SystemExit(f"brainkit evaluate regqc: no co-registered pairs under {args.data}/pairs_open_ms_mni")
     with progress_bar(args.quiet) as progress:
         task = progress.add_task("evaluating", total=len(pairs) * (2 * len(MOVES_MM_OR_DEG) - 1))
-        for fixed_path, moving_path in pairs:
+        for fixed_path, moving_path, correction in pairs:
             fixed, moving = load(fixed_path), load(moving_path)
+            moving.affine = correction @ moving.affine
             centre = moving.affine @ np.r_[(np.asarray(moving.shape) - 1) / 2, 1]
             for kind in ("shift", "rotation"):
                 for size in MOVES_MM_OR_DEG:
