@@ -79,3 +79,11 @@ def test_synthetic_training_batch_has_slices_and_targets(shared_data):
         shift_mm = targets[:, 1] * regqc.SHIFT_UNIT_MM
         assert torch.all(shift_mm[~misaligned] < 1.0)  # aligned pairs: under 1 mm
         assert torch.all(shift_mm >= 0)
+
+
+def test_threshold_keeps_false_alarms_at_most_five_percent():
+    p = np.array([0.1] * 18 + [0.6, 0.9] + [0.7, 0.8, 0.95, 0.4])
+    truth = np.array([False] * 20 + [True] * 4)
+    threshold = regqc.choose_threshold(p, truth)
+    assert np.mean(p[~truth] >= threshold) <= 0.05
+    assert threshold == pytest.approx(0.7)  # 0.6 would raise a false alarm on 2 of 20 aligned pairs

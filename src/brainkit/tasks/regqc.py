@@ -24,7 +24,7 @@ from brainkit.errors import BrainkitError
 from brainkit.io import Scan, load
 from brainkit.io.itk import read_itk_affine
 from brainkit.io.write import write_csv, write_with
-from brainkit.metrics import binary_scores
+from brainkit.metrics import auroc, binary_scores
 from brainkit.runtime import console, resolve_device
 from brainkit.spatial import Geometry, Grid, foreground_bbox, resample_to_grid
 from brainkit.synth import LabelBank, SynthConfig, SynthEngine
@@ -134,15 +134,20 @@ class PairResult:
     worst: list[tuple[int, int]]
 
 
-def predict_pair(fixed: Scan, moving: Scan, model: torch.nn.Module, device: torch.device | str = "cpu",
-                 batch: int = 64) -> PairResult:
-    """Judge one pair; slice-wise probabilities, image-wise decision and an estimate of the shift in mm."""
-    pair, _ = prepare_pair(fixed, moving)
+def slice_outputs(pair: torch.Tensor, model: torch.nn.Module, device: torch.device | str = "cpu",
+                  batch: int = 64) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """Per-slice p_misaligned and shift estimate (mm) of a prepared (2, X, Y, Z) pair, and the slices' places."""
     images, where = slices_of(pair)
     with torch.no_grad():
         outputs = torch.cat([model(images[i : i + batch].to(device)).cpu() for i in range(0, len(images), batch)])
-    probabilities = torch.sigmoid(outputs[:, 0]).numpy()
-    shifts = outputs[:, 1].clamp(min=0).numpy() * SHIFT_UNIT_MM
+    return torch.sigmoid(outputs[:, 0]).numpy(), outputs[:, 1].clamp(min=0).numpy() * SHIFT_UNIT_MM, where
+
+
+def predict_pair(fixed: Scan, moving: Scan, model: torch.nn.Module, device: torch.device | str = "cpu"
+                 ) -> PairResult:
+    """Judge one pair; slice-wise probabilities, image-wise decision and an estimate of the shift in mm."""
+    pair, _ = prepare_pair(fixed, moving)
+    probabilities, shifts, where = slice_outputs(pair, model, device)
     p = aggregate(probabilities)
     names = (str(fixed.source), str(moving.source))
     rows = [{"fixed": names[0], "moving": names[1], "axis": "xyz"[a], "slice": k, "p_misaligned": round(float(q), 4)}
@@ -237,24 +242,33 @@ def sample_slices(volumes: list[torch.Tensor], reference: torch.Tensor, per_axis
     return [torch.cat(out) for out in selected], torch.cat(owners)
 
 
-def training_batches(data: Path, pairs_per_step: int, slices_per_axis: int):
-    """`batch_for(step, generator)`: synthetic pairs (brain label maps and random shapes, alternating steps);
-    targets per slice: (pair misaligned, mean displacement over the slice's head / 10 mm)."""
+def pair_engines(data: Path) -> list[SynthEngine]:
+    """Synthetic pair sources: the brain label maps at 2 mm, and random shapes (seed 001)."""
     maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
     config = SynthConfig(shape=SHAPE, rotation_deg=10, scaling=0.1, translation=4, deform_std=1.5,
                          deform_spacing=12, thick_max=3.0)
-    engines = [SynthEngine(LabelBank.from_files(maps, spacing=SPACING, shape=SHAPE), config),
-               SynthEngine(None, config)]
-    console.print(f"regqc training: {len(maps)} label maps + random shapes, synthetic pairs only")
+    console.print(f"regqc synthetic pairs: {len(maps)} label maps + random shapes")
+    return [SynthEngine(LabelBank.from_files(maps, spacing=SPACING, shape=SHAPE), config), SynthEngine(None, config)]
+
+
+def draw_pairs(engine: SynthEngine, count: int, generator: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, 2, X, Y, Z) fixed/moving images, their relative transforms, and whether each is misaligned
+    (>= 2 mm or 2 degrees; aligned pairs stay under 0.5 mm and 0.5 degree)."""
+    engine.generator = generator
+    fixed, moving, relative, misaligned = engine.generate_pair(
+        count, misaligned_prob=0.5, max_shift=20 / SPACING, min_shift=2 / SPACING, max_rotation_deg=20,
+        min_rotation_deg=2, aligned_shift=0.5 / SPACING, aligned_rotation_deg=0.5, warp_std=0.5)
+    return torch.cat([fixed.image, moving.image], dim=1), relative, misaligned
+
+
+def training_batches(data: Path, pairs_per_step: int, slices_per_axis: int):
+    """`batch_for(step, generator)`: synthetic pairs (brain label maps and random shapes, alternating steps);
+    targets per slice: (pair misaligned, mean displacement over the slice's head / 10 mm)."""
+    engines = pair_engines(data)
 
     def batch_for(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        engine = engines[step % 2]
-        engine.generator = generator
-        fixed, moving, relative, misaligned = engine.generate_pair(
-            pairs_per_step, misaligned_prob=0.5, max_shift=20 / SPACING, min_shift=2 / SPACING,
-            max_rotation_deg=20, min_rotation_deg=2, aligned_shift=0.5 / SPACING, aligned_rotation_deg=0.5,
-            warp_std=0.5)
-        pair = torch.cat([fixed.image, moving.image], dim=1)
+        pair, relative, misaligned = draw_pairs(engines[step % 2], pairs_per_step, generator)
         head = (pair[:, 0] > 0.1).float()
         motion = torch.stack([displacement_mm(relative, SHAPE), head], dim=1)
         (images, motion_slices), owners = sample_slices([pair, motion], pair[:, 0], slices_per_axis, generator)
@@ -263,6 +277,18 @@ def training_batches(data: Path, pairs_per_step: int, slices_per_axis: int):
         return images, torch.stack([misaligned[owners].float(), shift / SHIFT_UNIT_MM], dim=1)
 
     return batch_for
+
+
+def choose_threshold(p: np.ndarray, truth: np.ndarray, max_false_alarms: float = 0.05) -> float:
+    """The threshold with the best image-wise F1 among those with at most `max_false_alarms` on aligned pairs."""
+    best, best_f1 = 0.5, -1.0
+    for threshold in np.unique(np.r_[p, 0.5]):
+        predicted = p >= threshold
+        if np.mean(predicted[~truth]) <= max_false_alarms:
+            f1 = binary_scores(predicted, truth)["f1"]
+            if f1 > best_f1:
+                best, best_f1 = float(threshold), f1
+    return best
 
 
 def loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -361,9 +387,36 @@ def real_test_pairs(data: Path) -> list[tuple[Path, Path, np.ndarray]]:
     return pairs
 
 
+def evaluate_synthetic(args: argparse.Namespace, model: torch.nn.Module) -> int:
+    """Image-wise results on synthetic validation pairs (seeds training never draws) and the threshold
+    with at most 5% false alarms there."""
+    engines = pair_engines(Path(args.data))
+    p, truth = [], []
+    for index in range(args.synthetic):
+        generator = torch.Generator().manual_seed(10_000_019 + index)
+        pair, _, misaligned = draw_pairs(engines[index % 2], 1, generator)
+        p.append(aggregate(slice_outputs(pair[0], model)[0]))
+        truth.append(bool(misaligned[0]))
+    p_array, truth_array = np.array(p), np.array(truth)
+    threshold = choose_threshold(p_array, truth_array)
+    scores = binary_scores(p_array >= threshold, truth_array)
+    summary = {"synthetic_pairs": len(p), "threshold": round(threshold, 4), "image_f1": round(scores["f1"], 4),
+               "image_precision": round(scores["precision"], 4), "image_recall": round(scores["recall"], 4),
+               "false_alarm_rate": round(float(np.mean(p_array[~truth_array] >= threshold)), 4),
+               "auroc": round(auroc(p_array, truth_array), 4)}
+    console.print(" ".join(f"{key}={value}" for key, value in summary.items()))
+    if args.output:
+        write_csv(Path(args.output) / "regqc_synthetic_summary.csv",
+                  [{"metric": k, "value": v} for k, v in summary.items()], ["metric", "value"])
+    return 0
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Image-wise and slice-wise F1 on real co-registered pairs moved by known rigid transforms."""
-    model = load_model(device=resolve_device(args.device))
+    """Image-wise and slice-wise F1 on real co-registered pairs moved by known rigid transforms (or, with
+    --synthetic N, on synthetic validation pairs, which is where the threshold is chosen)."""
+    model = load_model(Path(args.weights), device=resolve_device(args.device))
+    if args.synthetic:
+        return evaluate_synthetic(args, model)
     rng = np.random.default_rng(args.seed)
     rows, slice_rows = [], []
     pairs = real_test_pairs(Path(args.data))
@@ -425,6 +478,8 @@ def regqc_metrics(rows: list[dict], slice_rows: list[tuple[str, float]]) -> dict
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="../shared/data", help="the shared data folder (pairs_open_ms_mni)")
     parser.add_argument("-o", "--output", help="also write DIR/regqc_evaluation*.csv")
+    parser.add_argument("--weights", default=str(WEIGHTS), help="weights to evaluate (default: the bundled ones)")
+    parser.add_argument("--synthetic", type=int, default=0, help="evaluate N synthetic validation pairs instead")
 
 
 TASK = Task("regqc", "are two images aligned? -> regqc.csv, regqc_slices.csv", add_arguments, run,
