@@ -74,3 +74,15 @@ def test_two_gloo_processes_train_in_sync(tmp_path):
     second = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert all(torch.equal(first[key], second[key]) for key in first)  # gradients were all-reduced
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 6
+
+
+def test_best_validation_model_is_kept_and_resume_takes_the_new_learning_rate(tmp_path):
+    scores = iter([0.5, 0.9, 0.7])
+    cfg = config(tmp_path, 6, validate_every=2, best_metric="score")
+    train(toy_model(), toy_batches, bce, cfg, validate=lambda net: {"score": next(scores)})
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["step"] == 4 and best["metric"] == 0.9
+    resumed = TrainConfig(steps=7, checkpoint=tmp_path / "ckpt.pt", log=tmp_path / "log.jsonl", lr=0.001)
+    train(toy_model(), toy_batches, bce, resumed)
+    state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["lr"] == 0.001

@@ -297,9 +297,11 @@ def loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
             + 0.5 * F.smooth_l1_loss(outputs[:, 1], targets[:, 1]))
 
 
-def synthetic_validation(data: Path, pairs: int = 24, seed: int = 12345) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed set of synthetic validation slices, drawn with a seed the training never uses."""
-    return training_batches(data, pairs, 4)(1, torch.Generator().manual_seed(seed))
+def synthetic_validation(data: Path, pairs: int = 16, seed: int = 12345) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed synthetic validation slices (random shapes and brains), drawn with seeds training never uses."""
+    batch_for = training_batches(data, pairs, 4)
+    parts = [batch_for(step, torch.Generator().manual_seed(seed + step)) for step in (1, 2)]
+    return torch.cat([images for images, _ in parts]), torch.cat([targets for _, targets in parts])
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -313,7 +315,7 @@ def run_train(args: argparse.Namespace) -> int:
                 "val_shift_mae_mm": float((outputs[:, 1] - val_targets[:, 1]).abs().mean()) * SHIFT_UNIT_MM}
 
     train_and_save("regqc", build_model(), training_batches(data, args.pairs, args.slices), loss, args, validate,
-                   every=(25, 5, 50))
+                   every=(25, 5, 50), best_metric="val_slice_f1")
     return 0
 
 

@@ -37,6 +37,7 @@ class TrainConfig:
     log_every: int = 10
     validate_every: int = 0
     max_seconds: float | None = None  # stop (after checkpointing) when this wall time is used
+    best_metric: str | None = None  # a validation key to maximise: its best model is kept as best.pt beside the log
 
 
 def _rank_world() -> tuple[int, int]:
@@ -69,6 +70,13 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     return int(state["step"])
 
 
+def _best_so_far(config: TrainConfig) -> float:
+    path = config.log.with_name("best.pt")
+    if not config.best_metric or not path.exists():
+        return float("-inf")
+    return float(torch.load(path, map_location="cpu", weights_only=True)["metric"])
+
+
 def train(model: torch.nn.Module, batch_for: BatchFn, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
           config: TrainConfig, device: torch.device | str = "cpu",
           validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
@@ -80,8 +88,12 @@ def train(model: torch.nn.Module, batch_for: BatchFn, loss_fn: Callable[[torch.T
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = scheduler_for(optimizer) if scheduler_for else None
     start = load_checkpoint(config.checkpoint, model, optimizer, scheduler) if config.checkpoint.exists() else 0
+    if start and scheduler is None:
+        for group in optimizer.param_groups:  # a resumed run takes the learning rate it is given now
+            group["lr"] = config.lr
     if start and rank == 0:
         console.print(f"resuming {config.checkpoint} at step {start}")
+    best = _best_so_far(config)
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     began, running = time.perf_counter(), []
     step = start
@@ -103,6 +115,10 @@ def train(model: torch.nn.Module, batch_for: BatchFn, loss_fn: Callable[[torch.T
                 with torch.no_grad():
                     record.update(validate(model))
                 model.train()
+            if config.best_metric and config.best_metric in record and record[config.best_metric] > best:
+                best = record[config.best_metric]
+                state = {"model": model.state_dict(), "step": step, "metric": best}
+                write_with(config.log.with_name("best.pt"), lambda tmp, state=state: torch.save(state, tmp))
             if step % config.log_every == 0 or record:
                 record = {"step": step, "loss": sum(running) / len(running), "lr": optimizer.param_groups[0]["lr"],
                           "seconds": round(time.perf_counter() - began, 1), **record}

@@ -25,8 +25,9 @@ def add_train_options(parser: argparse.ArgumentParser, job: str, steps: int, lr:
 def train_and_save(job: str, model: torch.nn.Module, batch_for: BatchFn,
                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], args: argparse.Namespace,
                    validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-                   every: tuple[int, int, int] = (50, 10, 100)) -> Path:
-    """Train through the shared loop from the parsed options and write `<output>/<job>.pt` (fp16).
+                   every: tuple[int, int, int] = (50, 10, 100), best_metric: str | None = None) -> Path:
+    """Train through the shared loop from the parsed options and write `<output>/<job>.pt` (fp16), and
+    `<output>/best.pt` (the model with the best `best_metric` on validation) when one is named.
 
     `every`: checkpoint, log and validation intervals in steps.
     """
@@ -34,7 +35,7 @@ def train_and_save(job: str, model: torch.nn.Module, batch_for: BatchFn,
     checkpoint_every, log_every, validate_every = every
     config = TrainConfig(steps=args.steps, checkpoint=out / "checkpoint.pt", log=out / "log.jsonl", lr=args.lr,
                          seed=args.seed, checkpoint_every=checkpoint_every, log_every=log_every,
-                         validate_every=validate_every,
+                         validate_every=validate_every, best_metric=best_metric,
                          max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     model = train(model, batch_for, loss_fn, config, resolve_device(args.device), validate=validate)
     weights = save_weights(model, out / f"{job}.pt")
