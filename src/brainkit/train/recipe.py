@@ -10,7 +10,7 @@ import torch
 
 from brainkit.runtime import console, resolve_device
 from brainkit.train.loop import BatchFn, TrainConfig, train
-from brainkit.weights import save_weights
+from brainkit.weights import load_weights, save_weights
 
 
 def add_train_options(parser: argparse.ArgumentParser, job: str, steps: int, lr: float) -> None:
@@ -20,6 +20,7 @@ def add_train_options(parser: argparse.ArgumentParser, job: str, steps: int, lr:
     parser.add_argument("--steps", type=int, default=steps, help="optimiser steps in all (resumes where it stopped)")
     parser.add_argument("--lr", type=float, default=lr, help="Adam learning rate")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed, resumable) after this")
+    parser.add_argument("--init", help="start from these weights (e.g. the bundled ones) when there is no checkpoint")
 
 
 def train_and_save(job: str, model: torch.nn.Module, batch_for: BatchFn,
@@ -32,6 +33,8 @@ def train_and_save(job: str, model: torch.nn.Module, batch_for: BatchFn,
     `every`: checkpoint, log and validation intervals in steps.
     """
     out = Path(args.output)
+    if args.init and not (out / "checkpoint.pt").exists():
+        load_weights(model, Path(args.init), job).train()
     checkpoint_every, log_every, validate_every = every
     config = TrainConfig(steps=args.steps, checkpoint=out / "checkpoint.pt", log=out / "log.jsonl", lr=args.lr,
                          seed=args.seed, checkpoint_every=checkpoint_every, log_every=log_every,
