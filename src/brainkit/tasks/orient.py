@@ -34,7 +34,7 @@ from brainkit.weights import FOLDER, load_weights
 SPACING = 3.0
 SHAPE = (64, 64, 64)
 WEIGHTS = FOLDER / "orient.pt"
-UNCERTAIN_BAND = (0.2, 0.8)  # p_flipped inside this band -> "uncertain" (see the model card)
+UNCERTAIN_BAND = (0.2, 0.8)  # p_flipped inside -> "uncertain"; to be calibrated on validation with the first model
 COLUMNS = ["input", "p_flipped", "decision"]
 CAM_LAYER = "net.layer_2"  # 8^3 feature maps (24 mm cells) of the classifier body
 
