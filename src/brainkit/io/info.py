@@ -22,7 +22,7 @@ def describe(scan: Scan) -> dict[str, str]:
     """One info row for a loaded scan."""
     grid = Grid(scan.shape, scan.affine)
     return {
-        "file": str(scan.source if scan.source.is_file() else scan.source / scan.stem),
+        "file": scan.label,
         "shape": "x".join(str(n) for n in scan.shape),
         "voxel_mm": "x".join(f"{s:.3g}" for s in scan.spacing),
         "orientation": grid.axcodes,

@@ -48,6 +48,11 @@ class Scan:
         return self.rel_path.name
 
     @property
+    def label(self) -> str:
+        """How to name the scan to a user: its file, or `<DICOM folder>/<series>` for a DICOM series."""
+        return str(self.source if self.source.is_file() else self.source / self.stem)
+
+    @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(n) for n in self.data.shape)  # type: ignore[return-value]
 

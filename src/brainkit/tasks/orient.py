@@ -110,8 +110,7 @@ def process(scan: Scan, model: torch.nn.Module, out_dir: Path, device: torch.dev
                      title=f"{scan.stem}: {decision} (p_flipped={p:.3f})")
     if want_fix and decision == "flipped":
         write_nifti(scan.output_path(out_dir, "_lrfixed"), corrected_copy(scan), scan.affine, scan.header)
-    source = str(scan.source if scan.source.is_file() else scan.source / scan.stem)
-    return OrientResult(source, round(p, 4), decision)
+    return OrientResult(scan.label, round(p, 4), decision)
 
 
 def orient(inputs: list[str | Path], out_dir: str | Path, device: str = "auto", explain: bool = False,
