@@ -87,7 +87,7 @@ def test_training_batches_are_brain_patches_and_deterministic():
     assert stacks.shape == (3, 3, 128, 128) and slices.shape == (3, 1, 128, 128)
     assert torch.equal(stacks, again)
     assert (slices.flatten(1).amax(1) > 0).all()  # every patch is centred on brain
-    assert 0 <= float(stacks.min()) and float(stacks.max()) <= 1
+    assert float(stacks.min()) >= 0 and float(stacks.max()) <= 1
     loss = translate.TranslationLoss()(torch.zeros_like(slices), slices)
     assert torch.isfinite(loss) and loss > 0
 

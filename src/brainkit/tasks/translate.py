@@ -136,8 +136,8 @@ def translate(inputs: list[str | Path], out_dir: str | Path, target: str = "T2",
     def work(scan: Scan) -> dict:
         synthetic = translate_scan(scan, model, torch_device)
         path = write_nifti(scan.output_path(out, suffix), synthetic, scan.affine, scan.header)
-        save_montage([(f"input: {scan.label}", scan.data, scan.affine), (f"synthetic {target}", synthetic, scan.affine)],
-                     scan.output_path(out, suffix, ".png"))
+        panels = [(f"input: {scan.label}", scan.data, scan.affine), (f"synthetic {target}", synthetic, scan.affine)]
+        save_montage(panels, scan.output_path(out, suffix, ".png"))
         return {"input": str(scan.source), "output": str(path)}
 
     return run_over_inputs(inputs, work, f"translate -> {target}", quiet, verbose)
