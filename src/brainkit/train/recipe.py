@@ -26,11 +26,12 @@ def add_train_options(parser: argparse.ArgumentParser, job: str, steps: int, lr:
 def train_and_save(job: str, model: torch.nn.Module, batch_for: BatchFn,
                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], args: argparse.Namespace,
                    validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-                   every: tuple[int, int, int] = (50, 10, 100), best_metric: str | None = None) -> Path:
+                   every: tuple[int, int, int] = (50, 10, 100), best_metric: str | None = None,
+                   scheduler_for: Callable[[torch.optim.Optimizer], object] | None = None) -> Path:
     """Train through the shared loop from the parsed options and write `<output>/<job>.pt` (fp16), and
     `<output>/best.pt` (the model with the best `best_metric` on validation) when one is named.
 
-    `every`: checkpoint, log and validation intervals in steps.
+    `every`: checkpoint, log and validation intervals in steps; `scheduler_for` builds a learning-rate scheduler.
     """
     out = Path(args.output)
     if args.init and not (out / "checkpoint.pt").exists():
@@ -40,7 +41,8 @@ def train_and_save(job: str, model: torch.nn.Module, batch_for: BatchFn,
                          seed=args.seed, checkpoint_every=checkpoint_every, log_every=log_every,
                          validate_every=validate_every, best_metric=best_metric,
                          max_seconds=args.max_minutes * 60 if args.max_minutes else None)
-    model = train(model, batch_for, loss_fn, config, resolve_device(args.device), validate=validate)
+    model = train(model, batch_for, loss_fn, config, resolve_device(args.device), validate=validate,
+                  scheduler_for=scheduler_for)
     weights = save_weights(model, out / f"{job}.pt")
     console.print(f"wrote {weights}")
     return weights
