@@ -66,3 +66,19 @@ def test_evaluate_cli_on_identical_maps(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = (tmp_path / "segment_evaluation.csv").read_text().splitlines()
     assert "10,1.0,0.0" in rows and "49,1.0,0.0" in rows
+
+
+def test_segment_cli_end_to_end_with_given_weights(tmp_path):
+    from brainkit.weights import save_weights
+    from tests.test_cli import brainkit
+
+    weights = save_weights(segment.build_model(), tmp_path / "w.pt")
+    save_nifti(tmp_path / "in" / "sub-01_T1w.nii.gz", blob_volume((30, 34, 26)), np.diag([1.5, 1.5, 1.5, 1.0]))
+    (tmp_path / "in" / "empty.nii.gz").write_bytes(b"")
+    result = brainkit("segment", str(tmp_path / "in"), "--weights", str(weights), "--qc", "-o", str(tmp_path / "out"))
+    assert result.returncode != 0 and "empty.nii.gz" in result.stdout + result.stderr
+    labels = segment.load(tmp_path / "out" / "sub-01_T1w_seg.nii.gz")
+    assert labels.shape == (30, 34, 26) and set(np.unique(labels.data)) <= set(segment.ASEG_LABELS)
+    rows = (tmp_path / "out" / "volumes.csv").read_text().splitlines()
+    assert rows[0].startswith("input,2,3,4") and len(rows) == 2
+    assert (tmp_path / "out" / "sub-01_T1w_seg.png").exists()

@@ -108,10 +108,10 @@ def label_volumes(labels: np.ndarray, affine: np.ndarray) -> dict[str, float]:
 
 
 def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto", qc: bool = False,
-            quiet: bool = True, verbose: bool = False):
+            quiet: bool = True, verbose: bool = False, weights: Path = WEIGHTS):
     """Python API of `brainkit segment`: `<rel>/<stem>_seg.nii.gz` per input and `volumes.csv`."""
     torch_device = resolve_device(device)
-    model = load_model(device=torch_device)
+    model = load_model(weights, device=torch_device)
     out = Path(out_dir)
 
     def work(scan: Scan) -> dict:
@@ -205,10 +205,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/MGZ files, DICOM or BIDS folders")
     parser.add_argument("-o", "--output", required=True, help="output folder (<stem>_seg.nii.gz, volumes.csv)")
     parser.add_argument("--qc", action="store_true", help="PNG overlay of the subcortical labels per input")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="other weights (default: the bundled ones)")
 
 
 def run(args: argparse.Namespace) -> int:
-    outcome = segment(args.inputs, args.output, args.device, args.qc, args.quiet, args.verbose)
+    outcome = segment(args.inputs, args.output, args.device, args.qc, args.quiet, args.verbose, args.weights)
     print_failures(outcome.failures)
     return outcome.exit_code
 

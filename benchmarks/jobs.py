@@ -1,0 +1,74 @@
+"""Seconds and peak memory per 1 mm scan for `brainkit segment` and `brainkit translate`, 2 threads.
+
+Each run is the whole command in a fresh process (start-up, model load, read, predict, write), so the peak
+memory is the process's own maximum resident set. Speed does not depend on the weights' values: a job with no
+bundled weights yet is timed with untrained weights of the same network, and the table says so.
+
+    python benchmarks/jobs.py        # writes the `jobs` section of docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import SHARED_DATA, machine, markdown_table, write_section  # noqa: E402
+
+from brainkit.tasks import segment, translate  # noqa: E402
+from brainkit.weights import save_weights  # noqa: E402
+
+SCANS = ["t1_depression/sub-01_T1w.nii.gz", "seg_freesurfer/niivue_norm/norm.mgz",
+         "pairs_open_ms_mni/patient07/T1_N4_noneck_reduced_winsor_regtoFLAIR_brain_N4_regtoMNI.nii.gz"]
+
+
+# Runs the command, then prints its own peak resident set (kB) as the last line.
+MEASURED = ("import resource, sys; from brainkit.cli import main; code = main(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+
+
+def run_command(args: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (GB) of one brainkit command in its own process."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", MEASURED, *args, "--threads", "2", "-q"], check=True,
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    seconds = time.perf_counter() - start
+    return seconds, int(done.stdout.split()[-1]) / 1024**2
+
+
+def weights_or_untrained(path: Path, build, scratch: Path) -> tuple[Path, str]:
+    """The bundled weights, or untrained ones of the same network (same speed) with a note."""
+    if path.exists():
+        return path, "bundled"
+    return save_weights(build(), scratch / path.name), "untrained (none bundled yet)"
+
+
+def main() -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        jobs = [("segment", *weights_or_untrained(segment.WEIGHTS, segment.build_model, scratch), []),
+                ("translate", *weights_or_untrained(translate.weights_for("T2"), translate.build_model, scratch),
+                 ["--to", "T2"])]
+        for job, weights, note, extra in jobs:
+            for name in SCANS:
+                scan = SHARED_DATA / name
+                if not scan.exists():
+                    continue
+                seconds, peak = run_command([job, str(scan), "--weights", str(weights), *extra,
+                                             "-o", str(scratch / job)])
+                rows.append([job, name.split("/")[-1][:32], f"{seconds:.1f}", f"{peak:.2f}", note])
+                print(rows[-1], flush=True)
+    table = markdown_table(["job", "scan", "seconds (whole command)", "peak memory (GB)", "weights"], rows)
+    write_section("jobs", f"## Segmentation and translation per scan (`python benchmarks/jobs.py`)\n\n{machine()}, "
+                          "2 threads. One command per scan in a fresh process: start-up, model load, read, predict, "
+                          f"write. Peak memory: the process's largest resident set.\n\n{table}\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
