@@ -71,3 +71,24 @@ def test_report_renders_in_a_real_browser_without_console_errors(run_output, tmp
     console_errors = [line for line in result.stderr.splitlines() if "CONSOLE" in line and "ERROR" in line]
     assert console_errors == []
     shutil.copy(screenshot, out / "report_screenshot.png")
+
+
+def test_a_dask_cluster_runs_the_scans_and_a_bad_file_still_only_fails_itself(real_t1, tmp_path):
+    distributed = pytest.importorskip("dask.distributed", reason="dask.distributed is not installed")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(real_t1, inputs / "a_T1w.nii.gz")
+    (inputs / "b_T1w.nii.gz").write_bytes(b"broken")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    with cluster:
+        scans, failures = run_pipeline([inputs], tmp_path / "out", dask=cluster.scheduler_address)
+    assert [Path(s["source"]).name for s in scans] == ["a_T1w.nii.gz"]
+    assert [Path(f.source).name for f in failures] == ["b_T1w.nii.gz"]
+    assert (tmp_path / "out" / "report.html").exists() and (tmp_path / "out" / "a_T1w_montage.png").exists()
+
+
+def test_translate_runs_on_t1_scans_only():
+    from brainkit.tasks.translate import looks_like_t1
+
+    assert looks_like_t1("sub-01_T1w") and looks_like_t1("patient_T1_brain") and looks_like_t1("sub-1_acq-mprage")
+    assert not looks_like_t1("sub-01_T1wCE") and not looks_like_t1("sub-01_T1map") and not looks_like_t1("flair")

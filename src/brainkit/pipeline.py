@@ -12,11 +12,14 @@ import json
 import re
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from brainkit import __version__
 from brainkit.batch import Failure, describe_error, print_failures, progress_bar
+from brainkit.errors import BrainkitError
+from brainkit.io import Scan
 from brainkit.io.convert import convert
 from brainkit.io.discover import InputItem, discover, load_item
 from brainkit.io.info import describe
@@ -46,12 +49,51 @@ def volumes_to_process(inputs: list[str | Path], out: Path) -> tuple[list[InputI
     return items, failures
 
 
-def _orient_model():
+def cached_model(job: str, weights: Path, load: Callable[[], object]) -> object | None:
+    """A job's model, loaded once per process; None when its weights are not bundled."""
+    if job not in _models:
+        _models[job] = load() if weights.exists() else None
+    return _models[job]
+
+
+def orient_step(scan: Scan, out: Path) -> dict:
+    """Left-right check with its Grad-CAM picture."""
     from brainkit.tasks import orient
 
-    if "orient" not in _models:
-        _models["orient"] = orient.load_model() if orient.WEIGHTS.exists() else None
-    return _models["orient"]
+    model = cached_model("orient", orient.WEIGHTS, orient.load_model)
+    if model is None:
+        return {"orient_note": "no bundled orientation model"}
+    verdict = orient.process(scan, model, out, "cpu", want_explain=True)
+    return {"orient": {"p_flipped": verdict.p_flipped, "decision": verdict.decision},
+            "gradcam": str(scan.output_path(out, "_gradcam", ".png"))}
+
+
+def segment_step(scan: Scan, out: Path) -> dict:
+    """Labels, overlay and volumes."""
+    from brainkit.tasks import segment
+
+    model = cached_model("segment", segment.WEIGHTS, segment.load_model)
+    if model is None:
+        return {"segment_note": "no bundled segmentation model"}
+    volumes = segment.process(scan, model, out, qc=True)
+    return {"segment": {"volumes": volumes, "table": segment.structure_table(volumes),
+                        "overlay": str(scan.output_path(out, "_seg", ".png"))}}
+
+
+def translate_step(scan: Scan, out: Path) -> dict:
+    """Synthetic T2 of a T1 (by name), with its montage."""
+    from brainkit.tasks import translate
+
+    if not translate.looks_like_t1(scan.stem):
+        return {}
+    weights = translate.weights_for("T2")
+    model = cached_model("translate", weights, lambda: translate.load_model(weights))
+    if model is None:
+        return {"translate_note": "no bundled translation model"}
+    return {"translate": translate.process(scan, model, out, "T2")}
+
+
+SCAN_STEPS = (orient_step, segment_step, translate_step)
 
 
 def process_scan(item: InputItem, out: Path, overwrite: bool) -> dict:
@@ -65,15 +107,8 @@ def process_scan(item: InputItem, out: Path, overwrite: bool) -> dict:
     result: dict = {"name": str(item.rel_path), "source": str(item.path), "info": describe(scan)}
     montage = save_montage([(scan.stem, scan.data, scan.affine)], scan.output_path(out, "_montage", ".png"))
     result["montage"] = str(montage)
-    model = _orient_model()
-    if model is None:
-        result["orient_note"] = "no bundled orientation model"
-    else:
-        from brainkit.tasks import orient
-
-        verdict = orient.process(scan, model, out, "cpu", want_explain=True)
-        result["orient"] = {"p_flipped": verdict.p_flipped, "decision": verdict.decision}
-        result["gradcam"] = str(scan.output_path(out, "_gradcam", ".png"))
+    for step in SCAN_STEPS:
+        result.update(step(scan, out))
     write_json(cache, result)
     return result
 
@@ -108,8 +143,26 @@ def check_alignment(scans: list[dict], out: Path) -> None:
             moving["regqc_picture"] = str(picture) if picture.exists() else None
 
 
-def scan_results(items: list[InputItem], out: Path, overwrite: bool, jobs: int):
-    """Yield (item, result or the exception it raised) in input order, in `jobs` processes."""
+def dask_results(items: list[InputItem], out: Path, overwrite: bool, address: str):
+    """Yield (item, result or exception) from a dask.distributed cluster (`pip install brainkit[cluster]`)."""
+    try:
+        from dask.distributed import Client
+    except ImportError as err:
+        raise BrainkitError("--dask", "dask.distributed is not installed: pip install 'brainkit[cluster]'") from err
+    with Client(address) as client:
+        futures = [(item, client.submit(process_scan, item, out, overwrite, pure=False)) for item in items]
+        for item, future in futures:
+            try:
+                yield item, future.result()
+            except Exception as err:  # noqa: BLE001 - the batch survives every bad file
+                yield item, err
+
+
+def scan_results(items: list[InputItem], out: Path, overwrite: bool, jobs: int, dask: str | None = None):
+    """Yield (item, result or the exception it raised) in input order, in `jobs` processes or on a dask cluster."""
+    if dask:
+        yield from dask_results(items, out, overwrite, dask)
+        return
     if jobs <= 1:
         for item in items:
             try:
@@ -127,14 +180,15 @@ def scan_results(items: list[InputItem], out: Path, overwrite: bool, jobs: int):
 
 
 def run_pipeline(inputs: list[str | Path], out_dir: str | Path, jobs: int = 1, overwrite: bool = False,
-                 quiet: bool = True, verbose: bool = False) -> tuple[list[dict], list[Failure]]:
+                 quiet: bool = True, verbose: bool = False,
+                 dask: str | None = None) -> tuple[list[dict], list[Failure]]:
     """Python API of `brainkit run`: returns the per-scan results and the failures; writes the report."""
     out = Path(out_dir)
     items, failures = volumes_to_process(inputs, out)
     scans: list[dict] = []
     with progress_bar(quiet) as progress:
         task = progress.add_task("scans", total=len(items))
-        for item, result in scan_results(items, out, overwrite, jobs):
+        for item, result in scan_results(items, out, overwrite, jobs, dask):
             if isinstance(result, Exception):
                 failures.append(describe_error(result, item.path, verbose))
             else:
@@ -143,6 +197,10 @@ def run_pipeline(inputs: list[str | Path], out_dir: str | Path, jobs: int = 1, o
     check_alignment(scans, out)
     write_csv(out / "orientation.csv", [{"input": s["source"], **s["orient"]} for s in scans if "orient" in s],
               ["input", "p_flipped", "decision"])
+    if any("segment" in s for s in scans):
+        from brainkit.tasks.segment import VOLUME_COLUMNS
+
+        write_csv(out / "volumes.csv", [s["segment"]["volumes"] for s in scans if "segment" in s], VOLUME_COLUMNS)
     render_report(out / "report.html", scans=scans, failures=failures, version=__version__,
                   created=time.strftime("%Y-%m-%d %H:%M"))
     return scans, failures
@@ -152,11 +210,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/MGZ files, DICOM or BIDS folders")
     parser.add_argument("-o", "--output", required=True, help="output folder (report.html and every job's files)")
     parser.add_argument("--jobs", type=int, default=1, help="scans processed in parallel processes")
+    parser.add_argument("--dask", metavar="ADDRESS", help="run scans on a dask.distributed scheduler (e.g. "
+                                                          "tcp://host:8786; see docs/cluster.md)")
     parser.add_argument("--overwrite", action="store_true", help="redo scans a previous run already finished")
 
 
 def run(args: argparse.Namespace) -> int:
-    scans, failures = run_pipeline(args.inputs, args.output, args.jobs, args.overwrite, args.quiet, args.verbose)
+    scans, failures = run_pipeline(args.inputs, args.output, args.jobs, args.overwrite, args.quiet, args.verbose,
+                                   args.dask)
     console.print(f"{len(scans)} scan(s) done; report: {Path(args.output) / 'report.html'}")
     print_failures(failures)
     return 1 if failures else 0

@@ -34,6 +34,9 @@ from brainkit.weights import FOLDER, load_weights
 ASEG_LABELS = (0, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18, 24, 26, 28,
                41, 42, 43, 44, 46, 47, 49, 50, 51, 52, 53, 54, 58, 60)
 SUBCORTICAL = (10, 11, 12, 13, 17, 18, 26, 49, 50, 51, 52, 53, 54, 58)
+STRUCTURES = {10: "thalamus", 11: "caudate", 12: "putamen", 13: "pallidum", 17: "hippocampus", 18: "amygdala",
+              26: "accumbens", 4: "lateral ventricle"}
+VOLUME_COLUMNS = ["input", *[str(label) for label in ASEG_LABELS[1:]], "brain"]
 PATCH = (96, 96, 96)
 SPACING = 1.0
 WEIGHTS = FOLDER / "segment.pt"
@@ -107,24 +110,32 @@ def label_volumes(labels: np.ndarray, affine: np.ndarray) -> dict[str, float]:
     return volumes
 
 
+def process(scan: Scan, model: torch.nn.Module, out_dir: Path, device: torch.device | str = "cpu",
+            qc: bool = False) -> dict:
+    """Segment one scan: `<stem>_seg.nii.gz` (and the subcortical overlay PNG with `qc`); its volumes row."""
+    labels = predict(scan, model, device)
+    write_nifti(scan.output_path(out_dir, "_seg"), labels, scan.affine, scan.header)
+    if qc:
+        save_overlay(scan.data, labels * np.isin(labels, SUBCORTICAL), scan.affine,
+                     scan.output_path(out_dir, "_seg", ".png"), title=scan.stem, cmap="tab20", label_map=True)
+    return {"input": str(scan.source), **label_volumes(labels, scan.affine)}
+
+
+def structure_table(volumes: dict[str, float]) -> list[dict]:
+    """Left and right mm^3 of the named structures (for reports), from a `label_volumes` row."""
+    return [{"structure": name, "left": volumes[str(label)], "right": volumes[str(LEFT_RIGHT_PAIRS[label])]}
+            for label, name in STRUCTURES.items()]
+
+
 def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto", qc: bool = False,
             quiet: bool = True, verbose: bool = False, weights: Path = WEIGHTS):
     """Python API of `brainkit segment`: `<rel>/<stem>_seg.nii.gz` per input and `volumes.csv`."""
     torch_device = resolve_device(device)
     model = load_model(weights, device=torch_device)
     out = Path(out_dir)
-
-    def work(scan: Scan) -> dict:
-        labels = predict(scan, model, torch_device)
-        write_nifti(scan.output_path(out, "_seg"), labels, scan.affine, scan.header)
-        if qc:
-            save_overlay(scan.data, labels * np.isin(labels, SUBCORTICAL), scan.affine,
-                         scan.output_path(out, "_seg", ".png"), title=scan.stem, cmap="tab20", label_map=True)
-        return {"input": str(scan.source), **label_volumes(labels, scan.affine)}
-
-    outcome = run_over_inputs(inputs, work, "segment", quiet, verbose)
-    columns = ["input", *[str(label) for label in ASEG_LABELS[1:]], "brain"]
-    write_csv(out / "volumes.csv", outcome.results, columns)
+    outcome = run_over_inputs(inputs, lambda scan: process(scan, model, out, torch_device, qc), "segment", quiet,
+                              verbose)
+    write_csv(out / "volumes.csv", outcome.results, VOLUME_COLUMNS)
     return outcome
 
 

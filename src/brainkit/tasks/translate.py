@@ -8,6 +8,7 @@ scaled to the input's brain intensity range, zero where the input has no signal 
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,13 @@ SPACING = 1.0
 MULTIPLE = 8  # the UNet halves the in-plane size three times
 PATCH = (128, 128, 2 * CONTEXT + 1)
 PAIRS = "pairs_open_ms_mni"
+
+
+def looks_like_t1(name: str) -> bool:
+    """A pre-contrast T1 by its name (BIDS `_T1w`, or a `T1` token): what `brainkit run` translates. Post-contrast
+    (T1wCE, T1Gd, T1c, ...) and quantitative maps (T1map) are not."""
+    tokens = re.split(r"[_\-. ]+", name.lower())
+    return any(token in ("t1", "t1w", "mprage") for token in tokens)
 
 
 def weights_for(target: str) -> Path:
@@ -126,21 +134,25 @@ def translate_scan(scan: Scan, model: torch.nn.Module, device: torch.device | st
     return (np.clip(on_input, 0, None) * high * input_mask).astype(np.float32)
 
 
+def process(scan: Scan, model: torch.nn.Module, out_dir: Path, target: str = "T2",
+            device: torch.device | str = "cpu") -> dict:
+    """Translate one scan: `<stem>_synth<target>.nii.gz` and a montage (input beside synthetic) PNG."""
+    synthetic = translate_scan(scan, model, device)
+    suffix = f"_synth{target}"
+    path = write_nifti(scan.output_path(out_dir, suffix), synthetic, scan.affine, scan.header)
+    panels = [(f"input: {scan.label}", scan.data, scan.affine), (f"synthetic {target}", synthetic, scan.affine)]
+    montage = save_montage(panels, scan.output_path(out_dir, suffix, ".png"))
+    return {"input": str(scan.source), "output": str(path), "montage": str(montage)}
+
+
 def translate(inputs: list[str | Path], out_dir: str | Path, target: str = "T2", weights: Path | None = None,
               device: str = "auto", quiet: bool = True, verbose: bool = False):
     """Python API of `brainkit translate`: `<rel>/<stem>_synth<target>.nii.gz` and a PNG montage per input."""
     torch_device = resolve_device(device)
     model = load_model(weights or weights_for(target), torch_device)
-    out, suffix = Path(out_dir), f"_synth{target}"
-
-    def work(scan: Scan) -> dict:
-        synthetic = translate_scan(scan, model, torch_device)
-        path = write_nifti(scan.output_path(out, suffix), synthetic, scan.affine, scan.header)
-        panels = [(f"input: {scan.label}", scan.data, scan.affine), (f"synthetic {target}", synthetic, scan.affine)]
-        save_montage(panels, scan.output_path(out, suffix, ".png"))
-        return {"input": str(scan.source), "output": str(path)}
-
-    return run_over_inputs(inputs, work, f"translate -> {target}", quiet, verbose)
+    out = Path(out_dir)
+    return run_over_inputs(inputs, lambda scan: process(scan, model, out, target, torch_device),
+                           f"translate -> {target}", quiet, verbose)
 
 
 # ---- metrics (the seed's: per slice and per volume, in [0, 1]) ----------------------------------------------
