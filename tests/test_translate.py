@@ -132,3 +132,18 @@ def test_leave_one_patient_out_pairs_are_co_registered(shared_data):
     assert 0.2 < inside.mean() < 0.9 and float(target.max()) == 1.0
     correlation = np.corrcoef(source[0, 0].numpy()[inside], target[0, 0].numpy()[inside])[0, 1]
     assert correlation < 0  # T1 and T2 contrasts are inverted in the brain: same place, other contrast
+
+
+def test_train_translate_runs_under_torchrun_with_two_cpu_processes(shared_data, tmp_path):
+    import subprocess
+    import sys
+
+    if len(translate.patients(shared_data)) < 1:
+        pytest.skip("no co-registered patients")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+               "brainkit.cli", "train", "translate", "--data", str(shared_data), "--steps", "2", "--batch", "1",
+               "--threads", "1", "--device", "cpu", "-q", "-o", str(tmp_path / "run")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "translate.pt").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
+    assert result.stdout.count("wrote") + result.stderr.count("wrote") <= 1  # only rank 0 writes weights

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,21 @@ def add_train_options(parser: argparse.ArgumentParser, job: str, steps: int, lr:
     parser.add_argument("--init", help="start from these weights (e.g. the bundled ones) when there is no checkpoint")
 
 
+def distributed_device(name: str) -> torch.device:
+    """The device for this process; under `torchrun` (WORLD_SIZE > 1) also join the process group (NCCL on GPUs,
+    gloo on CPUs), each rank on its own GPU."""
+    import torch.distributed as dist
+
+    device = resolve_device(name)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+    return device
+
+
 def train_and_save(job: str, model: torch.nn.Module, batch_for: BatchFn,
                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], args: argparse.Namespace,
                    validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
@@ -41,8 +57,10 @@ def train_and_save(job: str, model: torch.nn.Module, batch_for: BatchFn,
                          seed=args.seed, checkpoint_every=checkpoint_every, log_every=log_every,
                          validate_every=validate_every, best_metric=best_metric,
                          max_seconds=args.max_minutes * 60 if args.max_minutes else None)
-    model = train(model, batch_for, loss_fn, config, resolve_device(args.device), validate=validate,
+    model = train(model, batch_for, loss_fn, config, distributed_device(args.device), validate=validate,
                   scheduler_for=scheduler_for)
-    weights = save_weights(model, out / f"{job}.pt")
-    console.print(f"wrote {weights}")
+    weights = out / f"{job}.pt"
+    if int(os.environ.get("RANK", "0")) == 0:
+        save_weights(model, weights)
+        console.print(f"wrote {weights}")
     return weights
