@@ -153,3 +153,14 @@ def test_seed_channel_orders_slices_by_position_not_file_name(tmp_path, shared_d
         stacks.append(classify.seed_channel(tmp_path / name, prep))
     assert stacks[0].shape == (12, 16, 16) and np.array_equal(stacks[0], stacks[1])
     assert not np.array_equal(stacks[0], stacks[0][::-1])  # the order matters, and file names did not set it
+
+
+def test_bundled_example_model_classifies_a_real_t1(shared_data, tmp_path):
+    scan = shared_data / "t1_depression" / "sub-01_T1w.nii.gz"
+    if not scan.exists():
+        pytest.skip(f"{scan} is absent")
+    rows, failures = classify.classify([scan], "classify_sex_t1", tmp_path)
+    assert failures == [] and rows[0]["prediction"] in ("f", "m")
+    assert rows[0]["p_f"] + rows[0]["p_m"] == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(BrainkitError, match="classify_sex_t1"):
+        classify.model_folder("no_such_model")

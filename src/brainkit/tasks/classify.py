@@ -35,11 +35,11 @@ from brainkit.runtime import console, resolve_device
 from brainkit.spatial import Geometry, Grid, foreground_bbox
 from brainkit.tasks import Task
 from brainkit.train.recipe import add_train_options, train_and_save
-from brainkit.weights import load_weights
+from brainkit.weights import FOLDER, load_weights
 
 CONFIG = "config.json"
 WEIGHTS = "classify.pt"
-CAM_LAYER = "layer4"
+CAM_LAYER = "layer3"  # finer than layer4, whose map is 2^3 voxels for a 48^3 input
 
 
 # ---- what a model folder records --------------------------------------------------------------------------------
@@ -81,6 +81,18 @@ class ModelConfig:
         prep = raw.pop("preprocessing")
         prep["shape"], prep["sequences"] = tuple(prep["shape"]), tuple(prep["sequences"])
         return cls(preprocessing=Preprocessing(**prep), **raw)
+
+
+def model_folder(name: str | Path) -> Path:
+    """A model folder by path, or a bundled example model by name (e.g. `classify_sex_t1`)."""
+    path = Path(name)
+    if path.is_dir():
+        return path
+    if (FOLDER / str(name) / CONFIG).exists():
+        return FOLDER / str(name)
+    bundled = sorted(p.parent.name for p in FOLDER.glob(f"*/{CONFIG}"))
+    raise BrainkitError(name, f"no such model folder; train one with `brainkit train classify` or use a bundled "
+                              f"model: {', '.join(bundled)}")
 
 
 def build_model(config: ModelConfig) -> torch.nn.Module:
@@ -531,17 +543,18 @@ def save_cam(model: torch.nn.Module, tensor: torch.Tensor, scan: Scan | None, ge
 
     heat = gradcam(model, tensor[None], CAM_LAYER)
     if scan is not None and geometry is not None:
-        on_input = geometry.to_input_grid(heat).astype(np.float32)
+        inside = scan.data > np.percentile(scan.data, 1)  # the map outside the head says nothing to a reader
+        on_input = (geometry.to_input_grid(heat) * inside).astype(np.float32)
         write_nifti(target.with_suffix(".nii.gz"), on_input, scan.affine, scan.header)
-        save_overlay(scan.data, on_input, scan.affine, target.with_suffix(".png"), title=target.stem)
+        save_overlay(scan.data, on_input * (on_input > 0.2), scan.affine, target.with_suffix(".png"), title=target.stem)
     else:
-        save_overlay(tensor[0].numpy(), heat, np.eye(4), target.with_suffix(".png"), title=target.stem)
+        save_overlay(tensor[0].numpy(), heat * (heat > 0.2), np.eye(4), target.with_suffix(".png"), title=target.stem)
 
 
 def classify(inputs: list[str | Path], model_dir: str | Path, out_dir: str | Path, explain: bool = False,
              device: str = "auto", quiet: bool = True, verbose: bool = False) -> tuple[list[dict], list]:
     """Python API of `brainkit classify`: `predictions.csv` (input, p_<class>..., prediction)."""
-    folder, out = Path(model_dir), Path(out_dir)
+    folder, out = model_folder(model_dir), Path(out_dir)
     config = ModelConfig.load(folder)
     model = load_weights(build_model(config), folder / WEIGHTS, "classify", resolve_device(device))
     rows, failures = [], []
@@ -566,7 +579,8 @@ def classify(inputs: list[str | Path], model_dir: str | Path, out_dir: str | Pat
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="scans (NIfTI/MGZ, DICOM series folders) or subject folders for multi-sequence models")
-    parser.add_argument("--model", required=True, help="model folder written by `brainkit train classify`")
+    parser.add_argument("--model", required=True, help="model folder written by `brainkit train classify`, or a "
+                                                         "bundled example: classify_sex_t1")
     parser.add_argument("-o", "--output", required=True, help="output folder (predictions.csv)")
     parser.add_argument("--explain", action="store_true", help="Grad-CAM per input (PNG, and NIfTI on its grid)")
 
