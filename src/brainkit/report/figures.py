@@ -19,6 +19,12 @@ def ras_view(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return Geometry(Grid(data.shape, affine)).to_ras().apply(data)
 
 
+def view_aspects(affine: np.ndarray, shape: tuple[int, ...]) -> list[float]:
+    """Pixel aspect (height / width) of the sagittal, coronal and axial views, so thick slices look thick."""
+    x, y, z = Geometry(Grid(tuple(shape[-3:]), affine)).to_ras().grid.spacing
+    return [z / y, z / x, y / x]
+
+
 def orthogonal_slices(volume: np.ndarray) -> list[np.ndarray]:
     """Middle sagittal, coronal and axial slices of a RAS volume, oriented for display (superior up)."""
     x, y, z = (n // 2 for n in volume.shape)
@@ -35,8 +41,9 @@ def save_montage(panels: list[tuple[str, np.ndarray, np.ndarray]], target: str |
     for row, (name, data, affine) in zip(axes, panels):
         volume = ras_view(data, affine)
         low, high = np.percentile(volume, [0.5, 99.5])
-        for col, (ax, image) in enumerate(zip(row, orthogonal_slices(volume))):
-            ax.imshow(image if col == 0 else image[:, ::-1], cmap="gray", vmin=low, vmax=high)
+        views = zip(row, orthogonal_slices(volume), view_aspects(affine, data.shape))
+        for col, (ax, image, aspect) in enumerate(views):
+            ax.imshow(image if col == 0 else image[:, ::-1], cmap="gray", vmin=low, vmax=high, aspect=aspect)
             ax.set_axis_off()
         row[0].set_title(name, loc="left", fontsize=9)
         row[1].text(0.02, 0.02, "R", color="yellow", transform=row[1].transAxes)
@@ -81,12 +88,12 @@ def save_overlay(background: np.ndarray, overlay: np.ndarray, affine: np.ndarray
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
     cuts = [(volume[centre[0]], heat[centre[0]]), (volume[:, centre[1]], heat[:, centre[1]]),
             (volume[:, :, centre[2]], heat[:, :, centre[2]])]
-    for col, (ax, (image, layer)) in enumerate(zip(axes, cuts)):
+    for col, (ax, (image, layer), aspect) in enumerate(zip(axes, cuts, view_aspects(affine, background.shape))):
         image, layer = np.rot90(image), np.rot90(layer)
         if col:
             image, layer = image[:, ::-1], layer[:, ::-1]
-        ax.imshow(image, cmap="gray", vmin=low, vmax=high)
-        ax.imshow(np.ma.masked_equal(layer, 0), cmap=cmap, alpha=alpha,
+        ax.imshow(image, cmap="gray", vmin=low, vmax=high, aspect=aspect)
+        ax.imshow(np.ma.masked_equal(layer, 0), cmap=cmap, alpha=alpha, aspect=aspect,
                   interpolation="nearest" if label_map else "bilinear")
         ax.set_axis_off()
         if col:
