@@ -205,7 +205,8 @@ def run_train(args: argparse.Namespace) -> int:
         logits = net(validation)
         return {"val_accuracy": float((logits < 0).float().mean()), "val_min_margin": float((-logits).min())}
 
-    train_and_save("orient", model, training_batches(data, args.synth, args.real), bce, args, validate)
+    train_and_save("orient", model, training_batches(data, args.synth, args.real), bce, args, validate,
+                   best_metric="val_accuracy")
     return 0
 
 
