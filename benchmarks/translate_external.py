@@ -1,6 +1,6 @@
 """The bundled T1 -> T2 model on a patient it never saw, scanned differently: pairs_open_ms_raw/patient01.
 
-Its native T1W (3 mm slices) and T2W (4 mm slices) are brought into the study's common space through the ITK
+Its native T1W (3 mm slices), T2W and FLAIR (4 mm slices) are brought into the study's common space through the ITK
 registrations shipped with the data (T1W/T2W -> FLAIR -> common), skull-stripped with the shipped brain mask,
 written to a folder, and then measured with the same commands a user runs:
 
@@ -46,7 +46,7 @@ def main() -> None:
     mask = mask_scan.data > 0
     grid = Grid(mask_scan.shape, mask_scan.affine)
     write_nifti(out / "brainmask.nii.gz", mask.astype(np.uint8), mask_scan.affine)
-    for kind in ("T1W", "T2W"):
+    for kind in ("T1W", "T2W", "FLAIR"):
         path = write_nifti(out / f"{kind}_brain.nii.gz", to_common_space(kind, mask, grid), mask_scan.affine)
         print(f"wrote {path}")
 

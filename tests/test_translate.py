@@ -147,3 +147,10 @@ def test_train_translate_runs_under_torchrun_with_two_cpu_processes(shared_data,
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "run" / "translate.pt").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
     assert result.stdout.count("wrote") + result.stderr.count("wrote") <= 1  # only rank 0 writes weights
+
+
+def test_skull_stripped_brains_are_told_from_heads():
+    brain = np.zeros((40, 40, 40), np.float32)
+    brain[12:28, 12:28, 12:28] = blob_volume((16, 16, 16), noise=0.0) + 10
+    head = brain + np.random.default_rng(0).normal(5, 1, brain.shape).astype(np.float32)  # noisy air, scalp
+    assert translate.looks_skull_stripped(brain) and not translate.looks_skull_stripped(head)
