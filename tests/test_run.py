@@ -92,3 +92,20 @@ def test_translate_runs_on_t1_scans_only():
 
     assert looks_like_t1("sub-01_T1w") and looks_like_t1("patient_T1_brain") and looks_like_t1("sub-1_acq-mprage")
     assert not looks_like_t1("sub-01_T1wCE") and not looks_like_t1("sub-01_T1map") and not looks_like_t1("flair")
+
+
+def test_with_segmentation_weights_the_report_has_volumes_and_overlays(real_t1, tmp_path, monkeypatch):
+    from brainkit import pipeline
+    from brainkit.tasks import segment
+    from brainkit.weights import save_weights
+
+    monkeypatch.setattr(segment, "WEIGHTS", save_weights(segment.build_model(), tmp_path / "segment.pt"))
+    monkeypatch.setattr(pipeline, "_models", {})
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(real_t1, inputs / "a_T1w.nii.gz")
+    scans, failures = run_pipeline([inputs], tmp_path / "out")
+    assert failures == [] and scans[0]["segment"]["table"][0]["structure"] == "thalamus"
+    assert (tmp_path / "out" / "a_T1w_seg.nii.gz").exists() and (tmp_path / "out" / "a_T1w_seg.png").exists()
+    assert (tmp_path / "out" / "volumes.csv").read_text().startswith("input,2,3,4")
+    assert "Subcortical segmentation" in (tmp_path / "out" / "report.html").read_text()

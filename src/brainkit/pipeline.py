@@ -72,7 +72,7 @@ def segment_step(scan: Scan, out: Path) -> dict:
     """Labels, overlay and volumes."""
     from brainkit.tasks import segment
 
-    model = cached_model("segment", segment.WEIGHTS, segment.load_model)
+    model = cached_model("segment", segment.WEIGHTS, lambda: segment.load_model(segment.WEIGHTS))
     if model is None:
         return {"segment_note": "no bundled segmentation model"}
     volumes = segment.process(scan, model, out, qc=True)
