@@ -154,3 +154,16 @@ def test_skull_stripped_brains_are_told_from_heads():
     brain[12:28, 12:28, 12:28] = blob_volume((16, 16, 16), noise=0.0) + 10
     head = brain + np.random.default_rng(0).normal(5, 1, brain.shape).astype(np.float32)  # noisy air, scalp
     assert translate.looks_skull_stripped(brain) and not translate.looks_skull_stripped(head)
+
+
+def test_brain_erosion_peels_input_and_target_alike():
+    stacks = torch.zeros(1, 3, 32, 32)
+    stacks[:, :, 8:24, 8:24] = 1.0
+    slices = stacks[:, 1:2] * 0.5
+    peeled = []
+    for seed in range(8):
+        out_stacks, out_slices = translate.erode_brain(stacks, slices, torch.Generator().manual_seed(seed))
+        assert torch.equal(out_stacks[:, :1] > 0, out_slices > 0)  # the same voxels survive in both
+        assert (out_stacks <= stacks).all() and out_stacks[0, 0, 15, 15] == 1
+        peeled.append(int((out_slices > 0).sum()))
+    assert min(peeled) < 256 == max(peeled)  # sometimes untouched, sometimes peeled

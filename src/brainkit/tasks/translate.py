@@ -247,7 +247,19 @@ def random_patches(source: torch.Tensor, target: torch.Tensor, brain: torch.Tens
     slices = sample(target.expand(batch, -1, -1, -1, -1), coords[..., CONTEXT:CONTEXT + 1])[:, 0].permute(0, 3, 1, 2)
     mirror = torch.rand(batch, generator=generator) < 0.5
     stacks[mirror], slices[mirror] = stacks[mirror].flip(2), slices[mirror].flip(2)
-    return stacks, slices
+    return erode_brain(stacks, slices, generator)
+
+
+def erode_brain(stacks: torch.Tensor, slices: torch.Tensor,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Peel 0-3 voxels off the brain's edge in input and target alike: skull stripping differs between tools,
+    and the training brains' edges are CSF (bright on T2), which the model must not assume."""
+    radius = int(torch.randint(4, (1,), generator=generator))
+    if radius == 0:
+        return stacks, slices
+    outside = (stacks.amax(1, keepdim=True) <= 0).float()
+    kept = 1 - F.max_pool2d(outside, 2 * radius + 1, stride=1, padding=radius)
+    return stacks * kept, slices * kept
 
 
 def vary_contrast(stacks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
