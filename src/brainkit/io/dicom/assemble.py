@@ -81,12 +81,15 @@ def slices_and_volumes(frames: list[Frame], where: object) -> list[list[Frame]]:
         slices[-1].append(frames[index])
     counts = {len(s) for s in slices}
     if len(slices) == 1:
-        raise BadInputError(where, f"all {len(frames)} images lie at one position: not a volume")
+        what = "a single 2D image" if len(frames) == 1 else f"{len(frames)} images, all at one position,"
+        raise BadInputError(where, f"{what} is not a volume: give a 3D series (brainkit needs at least "
+                                   f"{MIN_SLICES} slices)")
     if len(counts) > 1:
         raise BadInputError(where, f"slice positions hold {min(counts)} to {max(counts)} images: missing slices or "
                                    "mixed acquisitions, refusing to build a volume")
     if len(slices) < MIN_SLICES:
-        raise BadInputError(where, f"only {len(slices)} slices: not a volume")
+        raise BadInputError(where, f"only {len(slices)} slices: not a volume (brainkit needs at least {MIN_SLICES}; "
+                                   "a localizer or a partial series?)")
     return [sorted(s, key=lambda f: f.order) for s in slices]
 
 
