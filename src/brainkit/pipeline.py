@@ -204,7 +204,11 @@ def run_pipeline(inputs: list[str | Path], out_dir: str | Path, jobs: int = 1, o
         from brainkit.tasks.segment import VOLUME_COLUMNS
 
         write_csv(out / "volumes.csv", [s["segment"]["volumes"] for s in scans if "segment" in s], VOLUME_COLUMNS)
-    render_report(out / "report.html", scans=scans, failures=failures, version=__version__,
+    columns = {job: any(job in scan for scan in scans) for job in ("orient", "segment", "regqc")}
+    not_run = sorted({scan[f"{job}_note"] for scan in scans for job in columns
+                      if not columns[job] and f"{job}_note" in scan})
+    render_report(out / "report.html", scans=scans, failures=failures, columns=columns, not_run=not_run,
+                  version=__version__,
                   created=time.strftime("%Y-%m-%d %H:%M"))
     return scans, failures
 
