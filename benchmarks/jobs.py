@@ -65,7 +65,11 @@ def weights_or_untrained(path: Path, build, scratch: Path) -> tuple[Path, str]:
     return save_weights(build(), scratch / path.name), "untrained (none bundled yet)"
 
 
-def main() -> None:
+TITLES = {"segment": "Segmentation", "translate": "Translation"}
+
+
+def main(selected: tuple[str, ...] = ("segment", "translate")) -> None:
+    """Measure the selected jobs; write their section of docs/benchmarks.md (`jobs` when both)."""
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -73,7 +77,7 @@ def main() -> None:
                 ("translate", *weights_or_untrained(translate.weights_for("T2"), translate.build_model, scratch),
                  ["--to", "T2"])]
         runs = [(job, weights, note, extra, SHARED_DATA / name) for job, weights, note, extra in jobs for name in SCANS
-                if (SHARED_DATA / name).exists()]
+                if job in selected and (SHARED_DATA / name).exists()]
         # Commands first: a child's peak memory counts the parent's at fork, so the parent must stay small.
         commands = [run_command([job, str(scan), "--weights", str(weights), *extra, "-o", str(scratch / job)])
                     for job, weights, _, extra, scan in runs]
@@ -83,7 +87,9 @@ def main() -> None:
             print(rows[-1], flush=True)
     table = markdown_table(["job", "scan", "seconds per volume (model loaded)", "seconds (whole command)",
                             "peak memory (GB)", "weights"], rows)
-    write_section("jobs", f"## Segmentation and translation per scan (`python benchmarks/jobs.py`)\n\n{machine()}, "
+    name = "jobs" if len(selected) > 1 else selected[0]
+    title = " and ".join(TITLES[job] for job in selected).capitalize()
+    write_section(name, f"## {title} per scan (`python benchmarks/{name}.py`)\n\n{machine()}, "
                           "2 threads. Per volume: load, predict, write (and the montage for translate) with the model "
                           "already loaded, as in a batch. Whole command: one command per scan in a fresh process "
                           "(Python and torch start-up, model load, the same work). Peak memory: that process's "
