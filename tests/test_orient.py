@@ -78,3 +78,18 @@ def test_evaluation_metrics_on_known_cases():
     assert metrics["uncertain_rate"] == 0.5 and metrics["confidently_wrong"] == 0
     assert metrics["band_half_width_needed"] == pytest.approx(0.1)
     assert metrics["auroc"] == pytest.approx(0.75)
+
+
+def test_orient_cli_with_given_weights_writes_the_csv_and_explains(tmp_path):
+    from brainkit.weights import save_weights
+    from tests.conftest import save_nifti
+    from tests.test_cli import brainkit
+
+    weights = save_weights(orient.mirror_classifier(orient.SHAPE), tmp_path / "w.pt")
+    image = save_nifti(tmp_path / "in" / "t1.nii.gz", blob_volume((40, 48, 36)), np.diag([2.0, 2.0, 2.0, 1.0]))
+    result = brainkit("orient", str(image), "--weights", str(weights), "--explain", "-o", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    rows = (tmp_path / "out" / "orientation.csv").read_text().splitlines()
+    assert rows[0] == "input,p_flipped,decision" and len(rows) == 2
+    assert rows[1].split(",")[2] in ("ok", "flipped", "uncertain")
+    assert (tmp_path / "out" / "t1_gradcam.nii.gz").exists() and (tmp_path / "out" / "t1_gradcam.png").exists()

@@ -114,11 +114,11 @@ def process(scan: Scan, model: torch.nn.Module, out_dir: Path, device: torch.dev
 
 
 def orient(inputs: list[str | Path], out_dir: str | Path, device: str = "auto", explain: bool = False,
-           fix: bool = False, quiet: bool = True, verbose: bool = False):
+           fix: bool = False, quiet: bool = True, verbose: bool = False, weights: Path = WEIGHTS):
     """Python API of `brainkit orient`: writes out_dir/orientation.csv (and Grad-CAM / fixed copies when
     asked) and returns the batch outcome."""
     torch_device = resolve_device(device)
-    model = load_model(device=torch_device)
+    model = load_model(weights, device=torch_device)
     out = Path(out_dir)
     outcome = run_over_inputs(inputs, lambda scan: process(scan, model, out, torch_device, explain, fix), "orient",
                               quiet, verbose)
@@ -224,10 +224,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--explain", action="store_true", help="write <stem>_gradcam.nii.gz and a PNG overlay")
     parser.add_argument("--fix", action="store_true",
                         help="for scans judged flipped, write <stem>_lrfixed.nii.gz (voxels mirrored, header kept)")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="other weights (default: the bundled ones)")
 
 
 def run(args: argparse.Namespace) -> int:
-    outcome = orient(args.inputs, args.output, args.device, args.explain, args.fix, args.quiet, args.verbose)
+    outcome = orient(args.inputs, args.output, args.device, args.explain, args.fix, args.quiet, args.verbose,
+                     args.weights)
     for result in outcome.results:
         console.print(f"{result.decision:9s} p_flipped={result.p_flipped:.3f}  {result.input}")
     print_failures(outcome.failures)
