@@ -396,9 +396,10 @@ def augmented_batches(inputs: torch.Tensor, targets: torch.Tensor, batch: int):
 
 
 def probabilities(model: torch.nn.Module, inputs: torch.Tensor, classes: list[str]) -> np.ndarray:
-    """(N, classes) probabilities, one example at a time."""
+    """(N, classes) probabilities, one example at a time, on the model's device."""
+    device = next(model.parameters()).device
     with torch.no_grad():
-        logits = torch.cat([model(x[None]) for x in inputs])
+        logits = torch.cat([model(x[None].to(device)) for x in inputs]).cpu()
     if len(classes) == 2:
         p = torch.sigmoid(logits[:, 0])
         return torch.stack([1 - p, p], 1).numpy()
@@ -541,7 +542,7 @@ def save_cam(model: torch.nn.Module, tensor: torch.Tensor, scan: Scan | None, ge
     from brainkit.explain.gradcam import gradcam
     from brainkit.report.figures import save_overlay
 
-    heat = gradcam(model, tensor[None], CAM_LAYER)
+    heat = gradcam(model, tensor[None].to(next(model.parameters()).device), CAM_LAYER)
     if scan is not None and geometry is not None:
         inside = scan.data > np.percentile(scan.data, 1)  # the map outside the head says nothing to a reader
         on_input = (geometry.to_input_grid(heat) * inside).astype(np.float32)

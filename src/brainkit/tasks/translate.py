@@ -168,15 +168,12 @@ def image_metrics(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray, m
     at least `min_voxels` mask voxels, then a row for the whole volume."""
     from monai.metrics import SSIMMetric
 
-    rows = []
-    for z in range(truth.shape[2]):
-        inside = mask[:, :, z]
-        if inside.sum() < min_voxels:
-            continue
-        pair = [torch.from_numpy(np.ascontiguousarray(a[:, :, z]))[None, None] for a in (prediction, truth)]
-        ssim = float(SSIMMetric(spatial_dims=2, data_range=1.0)(*pair).mean())
-        rows.append({"slice": z, **error_metrics(prediction[:, :, z][inside], truth[:, :, z][inside]),
-                     "ssim": round(ssim, 4)})
+    kept = [z for z in range(truth.shape[2]) if mask[:, :, z].sum() >= min_voxels]
+    pair = [torch.from_numpy(np.ascontiguousarray(a[:, :, kept].transpose(2, 0, 1)))[:, None]
+            for a in (prediction, truth)]
+    slice_ssim = SSIMMetric(spatial_dims=2, data_range=1.0)(*pair).flatten().tolist() if kept else []
+    rows = [{"slice": z, **error_metrics(prediction[:, :, z][mask[:, :, z]], truth[:, :, z][mask[:, :, z]]),
+             "ssim": round(ssim, 4)} for z, ssim in zip(kept, slice_ssim)]
     volumes = [torch.from_numpy(np.ascontiguousarray(a))[None, None] for a in (prediction, truth)]
     ssim = float(SSIMMetric(spatial_dims=3, data_range=1.0)(*volumes).mean())
     rows.append({"slice": "volume", **error_metrics(prediction[mask], truth[mask]), "ssim": round(ssim, 4)})
@@ -348,7 +345,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         write_csv(out / "translate_evaluation.csv", rows, ["slice", "mae", "mse", "ssim", "psnr"])
         write_csv(out / "translate_evaluation_summary.csv", [{"metric": k, "value": v} for k, v in summary.items()],
                   ["metric", "value"])
-        panels = [("input", load(args.input).data, load(args.input).affine)] if args.input else []
+        source = load(args.input) if args.input else None
+        panels = [("input", source.data, source.affine)] if source else []
         panels += [("synthetic", prediction.data, prediction.affine), ("true", truth.data, truth.affine)]
         save_montage(panels, out / "translate_evaluation.png")
     return 0

@@ -40,7 +40,8 @@ class TrainConfig:
     best_metric: str | None = None  # a validation key to maximise: its best model is kept as best.pt beside the log
 
 
-def _rank_world() -> tuple[int, int]:
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (0, 1 outside torchrun)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -82,7 +83,7 @@ def train(model: torch.nn.Module, batch_for: BatchFn, loss_fn: Callable[[torch.T
           validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
           scheduler_for: Callable[[torch.optim.Optimizer], object] | None = None) -> torch.nn.Module:
     """Train `model` to `config.steps`, resuming from `config.checkpoint` if it exists; return the model."""
-    rank, world = _rank_world()
+    rank, world = rank_and_world()
     device = torch.device(device)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from brainkit.runtime import console, resolve_device
-from brainkit.train.loop import BatchFn, TrainConfig, train
+from brainkit.train.loop import BatchFn, TrainConfig, rank_and_world, train
 from brainkit.weights import load_weights, save_weights
 
 
@@ -60,7 +60,7 @@ def train_and_save(job: str, model: torch.nn.Module, batch_for: BatchFn,
     model = train(model, batch_for, loss_fn, config, distributed_device(args.device), validate=validate,
                   scheduler_for=scheduler_for)
     weights = out / f"{job}.pt"
-    if int(os.environ.get("RANK", "0")) == 0:
+    if rank_and_world()[0] == 0:
         save_weights(model, weights)
         console.print(f"wrote {weights}")
     return weights
