@@ -15,7 +15,8 @@ FOLDER = Path(__file__).resolve().parent
 def load_weights(model: torch.nn.Module, path: Path, job: str, device: torch.device | str = "cpu") -> torch.nn.Module:
     """Load fp16 weights (or a training checkpoint's model) into `model`, in fp32 and eval mode."""
     if not path.exists():
-        raise BrainkitError(path, f"{job} weights are missing: reinstall brainkit or train with `brainkit train {job}`")
+        raise BrainkitError(path, f"{job} weights are missing (this version may ship none): train with "
+                                 f"`brainkit train {job}` and pass --weights, or reinstall brainkit")
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("model", state)
     model.load_state_dict({key: value.float() for key, value in state.items()})
