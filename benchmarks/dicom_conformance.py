@@ -52,6 +52,7 @@ def write_t1_series(folder: Path, volume: np.ndarray, spacing: float = 1.0) -> N
         ds = FileDataset(str(folder / f"{k:04d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
         ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
         ds.SeriesInstanceUID, ds.SeriesNumber, ds.ProtocolName, ds.Modality = series, 2, "T1_MPRAGE", "MR"
+        ds.MRAcquisitionType = "3D"
         ds.InstanceNumber = k + 1
         ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
         ds.ImagePositionPatient = [-90 + k * spacing, -120.0, 100.0]

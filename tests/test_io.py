@@ -133,7 +133,9 @@ def test_absurd_voxel_size(tmp_path, real_image):
     expect_bad(save_nifti(tmp_path / "huge.nii.gz", np.asarray(real_image.dataobj), affine), "absurd voxel size")
 
 
-def dicom_slice(path: Path, pixels: np.ndarray | None, position: float) -> None:
+def dicom_slice(path: Path, pixels: np.ndarray | None, position: float,
+                orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0), **attributes) -> None:
+    """One classic MR slice at `position` mm along the normal of `orientation`; `attributes` are set as given."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MRImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -146,8 +148,9 @@ def dicom_slice(path: Path, pixels: np.ndarray | None, position: float) -> None:
     ds.SeriesDescription = "t1 mprage"
     ds.Modality = "MR"
     if pixels is not None:
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [-10.0, -20.0, position]
+        ds.ImageOrientationPatient = list(orientation)
+        normal = np.cross(orientation[:3], orientation[3:])
+        ds.ImagePositionPatient = [float(v) for v in np.array([-10.0, -20.0, 0.0]) + position * normal]
         ds.PixelSpacing = [0.5, 0.8]  # row spacing, column spacing
         ds.Rows, ds.Columns = pixels.shape
         ds.SamplesPerPixel = 1
@@ -156,6 +159,8 @@ def dicom_slice(path: Path, pixels: np.ndarray | None, position: float) -> None:
         ds.HighBit = 15
         ds.PixelRepresentation = 0
         ds.PixelData = pixels.astype(np.uint16).tobytes()
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
     ds.save_as(str(path), enforce_file_format=True)
 
 

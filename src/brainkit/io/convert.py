@@ -27,7 +27,8 @@ class Converted:
 def write_volume(volume: DicomVolume, target_stem: Path) -> Converted:
     """Write one series as `<stem>.nii.gz` and `<stem>.json`, atomically."""
     nifti = write_nifti(target_stem.with_name(target_stem.name + ".nii.gz"), volume.data, volume.affine)
-    meta = sidecar(volume.dataset, volume.frames[0].orientation, siemens_slice_times(volume.dataset))
+    meta = sidecar(volume.dataset, volume.frames[0].orientation, siemens_slice_times(volume.dataset),
+                   volume.dicom_axes)
     if volume.notes:
         meta["ConversionNotes"] = volume.notes
     json_path = write_json(target_stem.with_name(target_stem.name + ".json"), meta)

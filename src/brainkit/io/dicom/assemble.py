@@ -20,7 +20,7 @@ import pydicom
 from brainkit.errors import BadInputError
 from brainkit.io.dicom.files import looks_like_dicom, read_datasets
 from brainkit.io.dicom.frames import Frame, decoded_pixels, frame_pixels, frames_of
-from brainkit.spatial import LINEAR, Grid, resample_to_grid
+from brainkit.spatial import LINEAR, Grid, Reorient, resample_to_grid
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 POSITION_TOLERANCE_MM = 0.01
@@ -36,6 +36,9 @@ class DicomVolume:
     frames: list[Frame]
     name: str
     notes: list[str] = field(default_factory=list)
+    # Output axis of the DICOM row direction, column direction and slice normal (they move when a 3D
+    # acquisition is stored nearest RAS); the sidecar's PhaseEncodingAxis follows them.
+    dicom_axes: tuple[int, int, int] = (0, 1, 2)
 
     @property
     def dataset(self) -> pydicom.Dataset:
@@ -173,9 +176,28 @@ def assemble(frames: list[Frame], where: object, tilt_correct: bool = False) -> 
                                        "onto an orthogonal grid")
         data, affine = correct_tilt(data, affine, slices[0][0], step)
         notes.append(f"gantry tilt of {tilt:.1f} degrees corrected by resampling")
+    volume = DicomVolume(data, affine, [s[0] for s in slices], series_name(frames[0].dataset), notes)
     if data.shape[3] == 1:
-        data = data[..., 0]
-    return DicomVolume(data, affine, [s[0] for s in slices], series_name(frames[0].dataset), notes)
+        volume.data = data[..., 0]
+        if is_3d_acquisition(frames[0].dataset):
+            store_nearest_ras(volume)
+    return volume
+
+
+def is_3d_acquisition(ds: pydicom.Dataset) -> bool:
+    """MRAcquisitionType (0018,0023) says 3D (a slab encoded as a volume, not a stack of 2D slices)."""
+    return str(ds.get("MRAcquisitionType", "")).upper() == "3D"
+
+
+def store_nearest_ras(volume: DicomVolume) -> None:
+    """dcm2niix quirk (its nii_setOrtho): a single-volume 3D acquisition is stored with its voxel axes permuted
+    and flipped to the order nearest RAS, where 2D acquisitions keep the DICOM order with rows flipped. The
+    world image is the same either way. Proven by dcm_qa_enh Philips IM_0027_fMAP (3D field map: RAS, not LAS).
+    """
+    step = Reorient.to_ras(Grid(volume.data.shape, volume.affine))
+    volume.data = step.apply(volume.data)
+    volume.affine = step.target.affine
+    volume.dicom_axes = tuple(int(axis) for axis in step.ornt[:, 0])
 
 
 def assemble_folder(folder: Path, tilt_correct: bool = False) -> tuple[list[DicomVolume | BadInputError], list[str]]:

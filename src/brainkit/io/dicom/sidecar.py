@@ -20,7 +20,7 @@ DIRECT_KEYS = {
     "InstitutionName": ("InstitutionName", None), "StationName": ("StationName", None),
     "SoftwareVersions": ("SoftwareVersions", None), "PixelBandwidth": ("PixelBandwidth", 1),
 }
-PHASE_AXIS = {"ROW": "i", "COL": "j"}
+PHASE_AXIS = {"ROW": 0, "COL": 1}  # phase encoded along the DICOM row (voxel i) or column (voxel j) direction
 # dcm2niix reports the vendor, not the exact string the scanner wrote.
 VENDORS = {"SIEMENS": "Siemens", "GE ": "GE", "GE_": "GE", "PHILIPS": "Philips", "TOSHIBA": "Canon", "CANON": "Canon",
            "UIH": "UIH", "UNITED IMAGING": "UIH", "HITACHI": "Hitachi", "BRUKER": "Bruker"}
@@ -65,8 +65,9 @@ def slice_timing(slice_times_ms: list[float] | None) -> list[float] | None:
     return [round(float(t), 5) for t in (times - times.min()) / 1000]
 
 
-def sidecar(ds: pydicom.Dataset, orientation: np.ndarray, slice_times_ms: list[float] | None = None) -> dict:
-    """The JSON sidecar of one series."""
+def sidecar(ds: pydicom.Dataset, orientation: np.ndarray, slice_times_ms: list[float] | None = None,
+            dicom_axes: tuple[int, int, int] = (0, 1, 2)) -> dict:
+    """The JSON sidecar of one series; `dicom_axes`: output voxel axis of the DICOM row and column directions."""
     out: dict[str, object] = {}
     for key, (keyword, scale) in DIRECT_KEYS.items():
         value = _value(ds, keyword, scale)
@@ -85,7 +86,7 @@ def sidecar(ds: pydicom.Dataset, orientation: np.ndarray, slice_times_ms: list[f
     out["ImageOrientationPatientDICOM"] = [round(float(v), 8) for v in orientation]
     direction = str(ds.get("InPlanePhaseEncodingDirection", "")).upper()
     if direction in PHASE_AXIS:
-        out["PhaseEncodingAxis"] = PHASE_AXIS[direction]
+        out["PhaseEncodingAxis"] = "ijk"[dicom_axes[PHASE_AXIS[direction]]]
     timing = slice_timing(slice_times_ms)
     if timing is not None:
         out["SliceTiming"] = timing
