@@ -13,8 +13,9 @@ import pydicom
 import pytest
 
 from brainkit.io.convert import convert
-from brainkit.io.dicom import assemble_folder
-from brainkit.io.dicom.conformance import compare_folder, dcm2niix_executable
+from brainkit.io.dicom import Repairs, assemble_folder
+from brainkit.io.dicom.assemble import even_slices
+from brainkit.io.dicom.conformance import compare_folder, dcm2niix_executable, run_dcm2niix, world_agreement
 from brainkit.io.dicom.frames import decoded_pixels, mask_unused_high_bits
 from brainkit.io.discover import discover
 
@@ -33,6 +34,7 @@ def test_every_series_of_the_validation_suites_matches_dcm2niix_or_is_refused_wi
     for result in results:
         if result.status == "refused":
             assert "spacing" in result.detail or "tilt" in result.detail, result  # the GE CT only
+            assert "distance varies" in result.detail, result  # dcm2niix flags the same problem
         else:
             assert result.status == "match", result
     matched = [r for r in results if r.status == "match"]
@@ -74,11 +76,37 @@ def test_failing_cases_get_a_clear_error_and_no_output(shared_data, tmp_path):
 
 def test_tilt_correct_resamples_onto_an_orthogonal_grid(shared_data, tmp_path):
     folder = shared_data / "dicom" / "icometrix__dicom2nifti" / "tests" / "data" / "failing" / "gantrytilting"
-    volumes, _ = assemble_folder(folder / "001", tilt_correct=True)
+    volumes, _ = assemble_folder(folder / "001", Repairs(tilt=True))
     assert len(volumes) == 1 and not isinstance(volumes[0], Exception)
     rotation = volumes[0].affine[:3, :3] / np.linalg.norm(volumes[0].affine[:3, :3], axis=0)
     assert np.allclose(rotation.T @ rotation, np.eye(3), atol=1e-6)
     assert "tilt" in volumes[0].notes[0]
+
+
+def test_uneven_slices_are_interpolated_onto_even_ones_only_when_asked():
+    distances = np.array([0.0, 1.0, 2.0, 4.0, 6.0])
+    data = np.broadcast_to(distances[None, None, :, None], (2, 2, 5, 1))  # each slice's value is its position
+    even, spacing = even_slices(data, distances)
+    assert spacing == 1.0 and even.shape == (2, 2, 7, 1)
+    assert np.allclose(even[0, 0, :, 0], np.arange(7))  # linear along the stack
+
+
+def test_ge_ct_with_two_slice_spacings_and_tilt_converts_when_both_repairs_are_asked(shared_data, tmp_path):
+    from tests.test_cli import brainkit
+
+    folder = shared_data / "dicom" / "neurolabusc__dcm_qa_ct" / "In" / "GE"
+    refused = brainkit("convert", str(folder), "-o", str(tmp_path / "plain"), "--quiet")
+    assert refused.returncode == 1 and "--even-slices" in refused.stdout + refused.stderr
+    result = brainkit("convert", str(folder), "-o", str(tmp_path / "repaired"), "--quiet", "--tilt-correct",
+                      "--even-slices")
+    assert result.returncode == 0, result.stderr
+    (written,) = (tmp_path / "repaired").rglob("*.nii.gz")
+    notes = json.loads(written.with_name(written.name.replace(".nii.gz", ".json")).read_text())["ConversionNotes"]
+    assert "interpolated onto 134 slices 1.08 mm apart" in notes[0] and "tilt of 18.5" in notes[1]
+    (volume,), _ = assemble_folder(folder, Repairs(tilt=True, uneven_spacing=True))
+    assert np.allclose(nib.load(written).affine, volume.affine, atol=1e-3)
+    theirs = [p for p in run_dcm2niix(folder, tmp_path / "dcm2niix")[0] if "Tilt_Eq" in p.name]
+    assert world_agreement(volume, theirs[0]) > 0.99  # dcm2niix's own tilt-corrected, equidistant output
 
 
 def test_gzip_wrapped_and_transfer_syntax_variants_give_identical_volumes(shared_data, tmp_path):

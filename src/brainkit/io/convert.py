@@ -8,7 +8,7 @@ from pathlib import Path
 
 from brainkit.batch import Failure, describe_error, print_failures, progress_bar
 from brainkit.errors import BadInputError
-from brainkit.io.dicom import DicomVolume, assemble_folder
+from brainkit.io.dicom import NO_REPAIRS, DicomVolume, Repairs, assemble_folder
 from brainkit.io.dicom.frames import siemens_slice_times
 from brainkit.io.dicom.sidecar import sidecar
 from brainkit.io.discover import discover
@@ -35,9 +35,11 @@ def write_volume(volume: DicomVolume, target_stem: Path) -> Converted:
     return Converted(nifti, json_path, volume)
 
 
-def convert(inputs: list[str | Path], out_dir: str | Path, tilt_correct: bool = False,
+def convert(inputs: list[str | Path], out_dir: str | Path, repairs: Repairs = NO_REPAIRS,
             quiet: bool = True) -> tuple[list[Converted], list[Failure], list[str]]:
     """Python API of `brainkit convert`: every series of every DICOM folder under `inputs`.
+
+    `repairs` allows resampling gantry-tilted or unevenly spaced series instead of refusing them.
 
     Returns what was written, the series or folders refused (with the reason), and notes on skipped files.
     """
@@ -53,7 +55,7 @@ def convert(inputs: list[str | Path], out_dir: str | Path, tilt_correct: bool = 
                 failures.append(Failure(str(item.path), "no such file or folder: check the path"))
                 continue
             try:
-                volumes, folder_notes = assemble_folder(item.path, tilt_correct)
+                volumes, folder_notes = assemble_folder(item.path, repairs)
             except Exception as err:  # noqa: BLE001 - one bad folder must not stop the batch
                 failures.append(describe_error(err, item.path))
                 continue
@@ -75,10 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("--tilt-correct", action="store_true",
                         help="resample gantry-tilted series onto an orthogonal grid instead of refusing them")
+    parser.add_argument("--even-slices", action="store_true",
+                        help="interpolate series with uneven slice gaps (e.g. CT with two slice spacings) onto "
+                             "even slices as close as the closest pair, instead of refusing them")
 
 
 def run(args: argparse.Namespace) -> int:
-    written, failures, notes = convert(args.inputs, args.output, args.tilt_correct, args.quiet)
+    repairs = Repairs(tilt=args.tilt_correct, uneven_spacing=args.even_slices)
+    written, failures, notes = convert(args.inputs, args.output, repairs, args.quiet)
     for item in written:
         console.print(f"wrote {item.nifti} {tuple(item.volume.data.shape)}")
     if args.verbose:

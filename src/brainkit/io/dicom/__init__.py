@@ -8,11 +8,12 @@ import numpy as np
 
 from brainkit.errors import BadInputError
 from brainkit.io.checks import check_geometry, check_values, to_3d
-from brainkit.io.dicom.assemble import DicomVolume, assemble_folder
+from brainkit.io.dicom.assemble import NO_REPAIRS, DicomVolume, Repairs, assemble_folder
 from brainkit.io.dicom.files import looks_like_dicom
 from brainkit.io.scan import Scan
 
-__all__ = ["DicomVolume", "assemble_folder", "load_dicom_folder", "looks_like_dicom", "volume_to_scan"]
+__all__ = ["NO_REPAIRS", "DicomVolume", "Repairs", "assemble_folder", "load_dicom_folder", "looks_like_dicom",
+           "volume_to_scan"]
 
 
 def volume_to_scan(volume: DicomVolume, folder: Path, rel_folder: Path) -> Scan:
@@ -28,9 +29,9 @@ def volume_to_scan(volume: DicomVolume, folder: Path, rel_folder: Path) -> Scan:
                 disk_dtype=f"{sign}{int(ds.get('BitsAllocated', 16))}")
 
 
-def load_dicom_folder(folder: Path, rel_folder: Path, tilt_correct: bool = False) -> list[Scan | BadInputError]:
+def load_dicom_folder(folder: Path, rel_folder: Path, repairs: Repairs = NO_REPAIRS) -> list[Scan | BadInputError]:
     """Every image series in a folder (not recursive): a Scan, or the error, per series."""
-    volumes, notes = assemble_folder(folder, tilt_correct)
+    volumes, notes = assemble_folder(folder, repairs)
     if not volumes:
         detail = f" ({'; '.join(notes[:3])})" if notes else ""
         return [BadInputError(folder, f"no DICOM image series in this folder{detail}")]

@@ -96,18 +96,53 @@ def slices_and_volumes(frames: list[Frame], where: object) -> list[list[Frame]]:
     return [sorted(s, key=lambda f: f.order) for s in slices]
 
 
-def slice_step(slices: list[list[Frame]], where: object) -> tuple[np.ndarray, float]:
-    """Mean step between slices (LPS mm) and the gantry tilt in degrees; refuse uneven spacing."""
+@dataclass(frozen=True)
+class Repairs:
+    """Geometry problems the user allows brainkit to repair by resampling instead of refusing the series."""
+
+    tilt: bool = False  # gantry tilt: resample onto the orthogonal grid (--tilt-correct)
+    uneven_spacing: bool = False  # uneven slice gaps: interpolate onto even slices (--even-slices)
+
+
+NO_REPAIRS = Repairs()
+
+
+def is_uneven(gaps: np.ndarray) -> bool:
+    """Gaps between slices differ by more than 1% (plus 1 micrometre of rounding)."""
+    return bool(gaps.max() - gaps.min() > 0.01 * gaps.mean() + 1e-3)
+
+
+def slice_distances(slices: list[list[Frame]], where: object, repairs: Repairs) -> np.ndarray:
+    """Position of each slice along the normal (mm from the first); refuse uneven spacing unless allowed."""
     positions = np.array([s[0].position for s in slices])
-    normal = slices[0][0].normal
-    gaps = np.diff(positions @ normal)
-    if gaps.max() - gaps.min() > 0.01 * gaps.mean() + 1e-3:
+    distances = (positions - positions[0]) @ slices[0][0].normal
+    gaps = np.diff(distances)
+    if is_uneven(gaps) and not repairs.uneven_spacing:
         raise BadInputError(where, f"inconsistent slice spacing ({gaps.min():.3g} to {gaps.max():.3g} mm): missing "
-                                   "slices or variable spacing, refusing to build a volume")
-    step = (positions[-1] - positions[0]) / (len(positions) - 1)
+                                   "slices or variable spacing, refusing to build a volume (rerun with "
+                                   "--even-slices to interpolate onto even slices)")
+    return distances
+
+
+def slice_step(slices: list[list[Frame]], distances: np.ndarray, spacing: float) -> tuple[np.ndarray, float]:
+    """Step between slices `spacing` mm apart along the stack (LPS mm) and the gantry tilt in degrees."""
+    positions = np.array([s[0].position for s in slices])
+    step = (positions[-1] - positions[0]) / distances[-1] * spacing
+    normal = slices[0][0].normal
     along = float(step @ normal)
     lateral = float(np.linalg.norm(step - along * normal))
     return step, math.degrees(math.atan2(lateral, abs(along)))
+
+
+def even_slices(data: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, float]:
+    """Interpolate (linearly, along the stack) slices at uneven `distances` onto even slices as close together
+    as the closest pair, so no acquired detail is lost; returns the data and the new spacing (mm)."""
+    spacing = float(np.diff(distances).min())
+    targets = np.arange(int(math.floor(distances[-1] / spacing + 1e-6)) + 1) * spacing
+    upper = np.clip(np.searchsorted(distances, targets, side="right"), 1, len(distances) - 1)
+    weight = ((targets - distances[upper - 1]) / (distances[upper] - distances[upper - 1]))[:, None]
+    below, above = data[:, :, upper - 1].astype(np.float32), data[:, :, upper].astype(np.float32)
+    return below * (1 - weight) + above * weight, spacing
 
 
 def voxel_affine(frame: Frame, step: np.ndarray) -> np.ndarray:
@@ -153,25 +188,33 @@ def stack_pixels(slices: list[list[Frame]]) -> np.ndarray:
 
 
 def correct_tilt(data: np.ndarray, affine: np.ndarray, frame: Frame, step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Resample a tilted stack (sheared affine) onto the orthogonal grid that shares its first slice."""
+    """Resample a tilted stack (sheared affine) onto the orthogonal grid that shares its first slice; space
+    outside the acquired stack gets the image's minimum (air, or the scanner's padding value), not 0 (water in CT)."""
     normal = frame.normal
     orthogonal = voxel_affine(frame, normal * float(step @ normal))
     grid = Grid(data.shape[:3], orthogonal)
     moved = np.moveaxis(data, 3, 0).astype(np.float32)
-    resampled = resample_to_grid(moved, Grid(data.shape[:3], affine), grid, order=LINEAR)
+    resampled = resample_to_grid(moved, Grid(data.shape[:3], affine), grid, order=LINEAR, fill=float(moved.min()))
     return np.moveaxis(resampled, 0, 3), orthogonal
 
 
-def assemble(frames: list[Frame], where: object, tilt_correct: bool = False) -> DicomVolume:
+def assemble(frames: list[Frame], where: object, repairs: Repairs = NO_REPAIRS) -> DicomVolume:
     """Build one volume from one series' frames, or raise BadInputError saying why it is not one."""
     check_orientation(frames, where)
     slices = slices_and_volumes(frames, where)
-    step, tilt = slice_step(slices, where)
-    notes = []
+    distances = slice_distances(slices, where, repairs)
     data = stack_pixels(slices)
+    notes = []
+    spacing = distances[-1] / (len(distances) - 1)
+    gaps = np.diff(distances)
+    if is_uneven(gaps):
+        data, spacing = even_slices(data, distances)
+        notes.append(f"uneven slice spacing ({gaps.min():.3g} to {gaps.max():.3g} mm) interpolated onto "
+                     f"{data.shape[2]} slices {spacing:.3g} mm apart")
+    step, tilt = slice_step(slices, distances, spacing)
     affine = voxel_affine(slices[0][0], step)
     if tilt > 0.5:
-        if not tilt_correct:
+        if not repairs.tilt:
             raise BadInputError(where, f"gantry tilt of {tilt:.1f} degrees: rerun with --tilt-correct to resample "
                                        "onto an orthogonal grid")
         data, affine = correct_tilt(data, affine, slices[0][0], step)
@@ -200,7 +243,7 @@ def store_nearest_ras(volume: DicomVolume) -> None:
     volume.dicom_axes = tuple(int(axis) for axis in step.ornt[:, 0])
 
 
-def assemble_folder(folder: Path, tilt_correct: bool = False) -> tuple[list[DicomVolume | BadInputError], list[str]]:
+def assemble_folder(folder: Path, repairs: Repairs = NO_REPAIRS) -> tuple[list[DicomVolume | BadInputError], list[str]]:
     """Every series in a folder (not recursive): a volume or the reason it is not one; plus notes on skipped
     files (unreadable, non-image objects)."""
     paths = sorted(p for p in folder.iterdir() if p.is_file() and looks_like_dicom(p))
@@ -225,7 +268,7 @@ def assemble_folder(folder: Path, tilt_correct: bool = False) -> tuple[list[Dico
         name = series_name(frames[0].dataset) + _split_suffix(key, echoes[key[:2]])
         where = folder / name
         try:
-            volume = assemble(frames, where, tilt_correct)
+            volume = assemble(frames, where, repairs)
         except BadInputError as err:
             results.append(err)
             continue

@@ -15,9 +15,10 @@ import nibabel as nib
 import numpy as np
 
 from brainkit.errors import BadInputError
-from brainkit.io.dicom.assemble import DicomVolume, assemble_folder, series_name
+from brainkit.io.dicom.assemble import NO_REPAIRS, DicomVolume, Repairs, assemble_folder, series_name
 
 AFFINE_TOLERANCE_MM = 1e-3
+GEOMETRY_WORDS = re.compile(r"tilt|interslice|slice spacing|distance varies|missing|orientation", re.IGNORECASE)
 
 
 @dataclass
@@ -39,15 +40,20 @@ def dcm2niix_executable() -> str | None:
     return str(beside) if beside.exists() else shutil.which("dcm2niix")
 
 
-def run_dcm2niix(folder: Path, out_dir: Path) -> list[Path]:
-    """Convert one folder (not recursive) with dcm2niix, named `%s_%p` like brainkit; return its NIfTI files."""
+def run_dcm2niix(folder: Path, out_dir: Path) -> tuple[list[Path], list[str]]:
+    """Convert one folder (not recursive) with dcm2niix, named `%s_%p` like brainkit.
+
+    Returns its NIfTI files and the warnings it printed about the images' geometry.
+    """
     executable = dcm2niix_executable()
     if executable is None:
         raise RuntimeError("dcm2niix is not installed: pip install dcm2niix")
     out_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run([executable, "-z", "y", "-d", "0", "-f", "%s_%p", "-o", str(out_dir), str(folder)],
-                   capture_output=True, text=True, timeout=600, check=False)
-    return sorted(out_dir.glob("*.nii.gz"))
+    result = subprocess.run([executable, "-z", "y", "-d", "0", "-f", "%s_%p", "-o", str(out_dir), str(folder)],
+                            capture_output=True, text=True, timeout=600, check=False)
+    warnings = [line.removeprefix("Warning:").strip() for line in (result.stdout + result.stderr).splitlines()
+                if line.startswith("Warning:") and GEOMETRY_WORDS.search(line)]
+    return sorted(out_dir.glob("*.nii.gz")), warnings
 
 
 def _errors(ours: np.ndarray, our_affine: np.ndarray, image: nib.Nifti1Image) -> tuple[float, float]:
@@ -78,6 +84,24 @@ def compare_arrays(ours: DicomVolume, reference: Path) -> tuple[str, str, float,
     return "mismatch", f"affine error {affine_error:.3g} mm, value error {value_error:.3g}", affine_error, value_error
 
 
+def world_agreement(ours: DicomVolume, reference: Path, above: float = -1000.0) -> float:
+    """Correlation of our volume with a reference NIfTI on a different grid, in world space: the reference's
+    voxels (every second one) inside our volume where both images exceed `above` (inside the head for CT).
+    For repaired series (tilt, uneven slices), which each converter resamples onto its own grid."""
+    from scipy import ndimage
+
+    image = nib.load(str(reference))
+    theirs = np.asarray(image.dataobj, dtype=np.float32)
+    index = np.stack(np.meshgrid(*[np.arange(0, n, 2) for n in theirs.shape[:3]], indexing="ij"), -1).reshape(-1, 3)
+    voxel_map = np.linalg.inv(ours.affine) @ image.affine
+    ours_index = voxel_map[:3, :3] @ index.T + voxel_map[:3, 3:]
+    inside = np.all((ours_index > 0) & (ours_index < np.array(ours.data.shape[:3])[:, None] - 1), axis=0)
+    mine = ndimage.map_coordinates(ours.data.astype(np.float32), ours_index[:, inside], order=1)
+    reference_values = theirs[tuple(index[inside].T)]
+    both = (mine > above) & (reference_values > above)
+    return float(np.corrcoef(mine[both], reference_values[both])[0, 1])
+
+
 def _pick(volume: DicomVolume, candidates: list[Path]) -> Path | None:
     """The reference file for our volume: same name, else same series number and shape."""
     by_name = [p for p in candidates if p.name == f"{volume.name}.nii.gz"]
@@ -91,11 +115,11 @@ def _pick(volume: DicomVolume, candidates: list[Path]) -> Path | None:
     return max(same_shape, key=lambda p: len(tokens & set(p.name[:-7].split("_"))), default=None)
 
 
-def compare_folder(folder: Path, suite_ref: Path | None = None, tilt_correct: bool = False) -> list[Comparison]:
+def compare_folder(folder: Path, suite_ref: Path | None = None, repairs: Repairs = NO_REPAIRS) -> list[Comparison]:
     """Every series of one DICOM folder: against the suite's Ref/ NIfTI when one matches, else dcm2niix's."""
-    volumes, _ = assemble_folder(folder, tilt_correct)
+    volumes, _ = assemble_folder(folder, repairs)
     with tempfile.TemporaryDirectory() as tmp:
-        converted = run_dcm2niix(folder, Path(tmp))
+        converted, warnings = run_dcm2niix(folder, Path(tmp))
         references = sorted(suite_ref.glob("*.nii.gz")) if suite_ref is not None and suite_ref.is_dir() else []
         results = []
         for volume in volumes:
@@ -103,6 +127,8 @@ def compare_folder(folder: Path, suite_ref: Path | None = None, tilt_correct: bo
                 name = Path(volume.source or "").name
                 theirs = [p.name for p in converted if p.name.startswith(name.split("_")[0] + "_")]
                 said = f"dcm2niix wrote {', '.join(theirs)}" if theirs else "dcm2niix wrote nothing for it either"
+                if warnings:
+                    said += " and warned: " + "; ".join(f'"{w}"' for w in warnings)
                 results.append(Comparison(str(folder), name, "refused", f"{volume.message}; {said}"))
                 continue
             reference = _pick(volume, references) or _pick(volume, converted)
