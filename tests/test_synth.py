@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from brainkit.synth import LabelBank, SynthConfig, SynthEngine, random_shape_labels
-from brainkit.synth.spatial import control_points, dense, mapped_points, smooth_displacement
+from brainkit.synth.spatial import control_points, dense, log_uniform, mapped_points, smooth_displacement
 
 SHAPE = (40, 40, 40)
 STILL = dict(rotation_deg=0.0, scaling=0.0, shear=0.0, translation=0.0, deform_std=0.0)
@@ -133,3 +133,10 @@ def test_real_label_map_bank(shared_data, name):
     assert (bank.maps > 0).float().mean() > 0.2  # the head fills the box
     batch = SynthEngine(bank, SynthConfig(shape=(96, 96, 96)), seed=0).generate(1)
     assert torch.isfinite(batch.image).all()
+
+
+def test_log_uniform_sizes_stay_in_range_and_favour_small_ones():
+    sizes = log_uniform(2.0, 20.0, (20000,), torch.Generator().manual_seed(0))
+    assert sizes.min() >= 2.0 and sizes.max() < 20.0
+    assert abs(float(sizes.log().mean()) - np.log(np.sqrt(2.0 * 20.0))) < 0.02  # geometric mean in the middle
+    assert float((sizes < 4).float().mean()) == pytest.approx(np.log(2) / np.log(10), abs=0.02)  # uniform: 0.11

@@ -25,6 +25,7 @@ from brainkit.synth.spatial import (
     compose_affine,
     control_points,
     dense,
+    log_uniform,
     mapped_points,
     pad_labels,
     random_affine,
@@ -148,15 +149,15 @@ class SynthEngine:
 
     def generate_pair(self, batch: int, misaligned_prob: float = 0.5, max_shift: float = 20.0,
                       max_rotation_deg: float = 20.0, min_shift: float = 2.0, min_rotation_deg: float = 2.0,
-                      aligned_shift: float = 0.5, aligned_rotation_deg: float = 0.5,
-                      warp_std: float = 1.0) -> tuple[SynthBatch, SynthBatch, torch.Tensor, torch.Tensor]:
+                      aligned_shift: float = 0.5, aligned_rotation_deg: float = 0.5, warp_std: float = 1.0,
+                      log_sizes: bool = False) -> tuple[SynthBatch, SynthBatch, torch.Tensor, torch.Tensor]:
         """Two images of one label map with independent contrasts and a known relative transform (regqc).
 
         The second image's labels are the first's seen through a relative affine T (output voxel -> first
         image voxel). Misaligned pairs get T with a rotation of `min_rotation_deg`..`max_rotation_deg` about a
         random axis or a translation of `min_shift`..`max_shift` voxels (or both), plus a small warp; aligned
-        pairs get at most `aligned_shift` voxels and `aligned_rotation_deg`. Returns (fixed, moving, T,
-        misaligned flags).
+        pairs get at most `aligned_shift` voxels and `aligned_rotation_deg`. `log_sizes` draws misalignment
+        sizes log-uniformly (as many small, hard ones as gross ones). Returns (fixed, moving, T, misaligned flags).
         """
         g, device, shape = self.generator, self.device, self.config.shape
         source, index = self._source_labels(batch)
@@ -166,9 +167,10 @@ class SynthEngine:
 
         misaligned = torch.rand((batch,), generator=g, device=device) < misaligned_prob
         kind = torch.randint(3, (batch,), generator=g, device=device)  # 0 shift, 1 rotation, 2 both
-        shift_size = torch.where(misaligned & (kind != 1), uniform(min_shift, max_shift, (batch,), g, device),
+        size = log_uniform if log_sizes else uniform
+        shift_size = torch.where(misaligned & (kind != 1), size(min_shift, max_shift, (batch,), g, device),
                                  uniform(0, aligned_shift, (batch,), g, device))
-        angle = torch.where(misaligned & (kind != 0), uniform(min_rotation_deg, max_rotation_deg, (batch,), g, device),
+        angle = torch.where(misaligned & (kind != 0), size(min_rotation_deg, max_rotation_deg, (batch,), g, device),
                             uniform(0, aligned_rotation_deg, (batch,), g, device))
         shift = _random_unit(batch, g, device) * shift_size[:, None]
         rotation = _random_unit(batch, g, device) * angle[:, None]

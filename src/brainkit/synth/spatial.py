@@ -19,6 +19,12 @@ def uniform(low: float, high: float, size: tuple[int, ...], generator: torch.Gen
     return low + (high - low) * torch.rand(size, generator=generator, device=device)
 
 
+def log_uniform(low: float, high: float, size: tuple[int, ...], generator: torch.Generator | None,
+                device: torch.device | str = "cpu") -> torch.Tensor:
+    """Samples in [low, high) (low > 0) whose logarithm is uniform: as many in 2-4 as in 10-20."""
+    return low * (high / low) ** torch.rand(size, generator=generator, device=device)
+
+
 def rotation_matrices(angles_deg: torch.Tensor) -> torch.Tensor:
     """(B, 3) rotation angles about axes 0, 1, 2 in degrees -> (B, 3, 3) rotation matrices."""
     a = torch.deg2rad(angles_deg)

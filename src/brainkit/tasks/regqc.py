@@ -251,24 +251,25 @@ def pair_engines(data: Path) -> list[SynthEngine]:
     return [SynthEngine(LabelBank.from_files(maps, spacing=SPACING, shape=SHAPE), config), SynthEngine(None, config)]
 
 
-def draw_pairs(engine: SynthEngine, count: int, generator: torch.Generator
+def draw_pairs(engine: SynthEngine, count: int, generator: torch.Generator, log_sizes: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, 2, X, Y, Z) fixed/moving images, their relative transforms, and whether each is misaligned
-    (>= 2 mm or 2 degrees; aligned pairs stay under 0.5 mm and 0.5 degree)."""
+    (>= 2 mm or 2 degrees; aligned pairs stay under 0.5 mm and 0.5 degree); sizes up to 20 mm / 20 degrees,
+    uniform or (`log_sizes`) log-uniform."""
     engine.generator = generator
     fixed, moving, relative, misaligned = engine.generate_pair(
         count, misaligned_prob=0.5, max_shift=20 / SPACING, min_shift=2 / SPACING, max_rotation_deg=20,
-        min_rotation_deg=2, aligned_shift=0.5 / SPACING, aligned_rotation_deg=0.5, warp_std=0.5)
+        min_rotation_deg=2, aligned_shift=0.5 / SPACING, aligned_rotation_deg=0.5, warp_std=0.5, log_sizes=log_sizes)
     return torch.cat([fixed.image, moving.image], dim=1), relative, misaligned
 
 
-def training_batches(data: Path, pairs_per_step: int, slices_per_axis: int):
+def training_batches(data: Path, pairs_per_step: int, slices_per_axis: int, log_sizes: bool = False):
     """`batch_for(step, generator)`: synthetic pairs (brain label maps and random shapes, alternating steps);
     targets per slice: (pair misaligned, mean displacement over the slice's head / 10 mm)."""
     engines = pair_engines(data)
 
     def batch_for(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        pair, relative, misaligned = draw_pairs(engines[step % 2], pairs_per_step, generator)
+        pair, relative, misaligned = draw_pairs(engines[step % 2], pairs_per_step, generator, log_sizes)
         head = (pair[:, 0] > 0.1).float()
         motion = torch.stack([displacement_mm(relative, SHAPE), head], dim=1)
         (images, motion_slices), owners = sample_slices([pair, motion], pair[:, 0], slices_per_axis, generator)
@@ -314,7 +315,8 @@ def run_train(args: argparse.Namespace) -> int:
         return {"val_slice_f1": scores["f1"],
                 "val_shift_mae_mm": float((outputs[:, 1] - val_targets[:, 1]).abs().mean()) * SHIFT_UNIT_MM}
 
-    train_and_save("regqc", build_model(), training_batches(data, args.pairs, args.slices), loss, args, validate,
+    batches = training_batches(data, args.pairs, args.slices, args.sizes == "log")
+    train_and_save("regqc", build_model(), batches, loss, args, validate,
                    every=(25, 5, 50), best_metric="val_slice_f1")
     return 0
 
@@ -323,6 +325,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_train_options(parser, "regqc", steps=6000, lr=3e-4)
     parser.add_argument("--pairs", type=int, default=6, help="synthetic pairs per step")
     parser.add_argument("--slices", type=int, default=3, help="slices per pair and axis")
+    parser.add_argument("--sizes", choices=["uniform", "log"], default="uniform",
+                        help="misalignment sizes (2-20 mm / degrees) drawn uniformly, or log-uniformly to favour "
+                             "the small, hard ones")
 
 
 # ---- command line -------------------------------------------------------------------------------------------
