@@ -62,6 +62,19 @@ def test_a_3d_acquisition_is_stored_nearest_ras_like_dcm2niix(tmp_path):
         assert (codes, phase_axis) == (("PSR", "i") if acquisition == "2D" else ("RAS", "j")), acquisition
 
 
+def test_united_imaging_mosaics_are_skipped_with_a_note_not_misread(tmp_path):
+    from tests.test_io import dicom_slice
+
+    for k in range(3):
+        dicom_slice(tmp_path / f"im{k}.dcm", np.zeros((8, 8)), 0.0, Manufacturer="UIH")
+        ds = pydicom.dcmread(tmp_path / f"im{k}.dcm")
+        ds.add_new((0x0065, 0x1050), "DS", "4")  # NumberOfImagesInGrid: 4 tiles of 4x4 in each 8x8 image
+        ds.save_as(tmp_path / f"im{k}.dcm")
+    volumes, notes = assemble_folder(tmp_path)
+    assert volumes == []
+    assert len(notes) == 3 and "United Imaging mosaic (4 slices in one image) is not supported" in notes[0]
+
+
 def test_failing_cases_get_a_clear_error_and_no_output(shared_data, tmp_path):
     failing = shared_data / "dicom" / "icometrix__dicom2nifti" / "tests" / "data" / "failing"
     written, failures, _ = convert([failing], tmp_path)

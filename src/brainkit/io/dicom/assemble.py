@@ -19,7 +19,7 @@ import pydicom
 
 from brainkit.errors import BadInputError
 from brainkit.io.dicom.files import looks_like_dicom, read_datasets
-from brainkit.io.dicom.frames import Frame, decoded_pixels, frame_pixels, frames_of
+from brainkit.io.dicom.frames import Frame, decoded_pixels, frame_pixels, frames_of, uih_mosaic_size
 from brainkit.spatial import LINEAR, Grid, Reorient, resample_to_grid
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -252,6 +252,10 @@ def assemble_folder(folder: Path, repairs: Repairs = NO_REPAIRS) -> tuple[list[D
     for path, ds, error in read_datasets(paths):
         if error:
             notes.append(error)
+            continue
+        if uih_mosaic_size(ds):
+            notes.append(f"{path.name}: skipped, a United Imaging mosaic ({uih_mosaic_size(ds)} slices in one "
+                         "image) is not supported yet: convert this series with dcm2niix")
             continue
         frames = frames_of(path, ds)
         if not frames:

@@ -124,6 +124,20 @@ def classic_frame(path: Path, ds: pydicom.Dataset) -> list[Frame]:
                   split, acquisition_order(ds))]
 
 
+UIH_IMAGES_IN_GRID = (0x0065, 0x1050)
+
+
+def uih_mosaic_size(ds: pydicom.Dataset) -> int:
+    """United Imaging stores EPI/DWI slices as a grid of tiles in one image, (0065,1050) saying how many
+    (0 for any other image). Their positions live in private records this reader does not decode yet."""
+    manufacturer = str(ds.get("Manufacturer", "")).upper()
+    element = ds.get(UIH_IMAGES_IN_GRID)
+    if not ("UIH" in manufacturer or "UNITED IMAGING" in manufacturer) or element is None or element.VR == "SQ":
+        return 0
+    count = _number(element.value, 0.0)
+    return int(count) if count > 1 else 0
+
+
 def is_siemens_mosaic(ds: pydicom.Dataset) -> bool:
     """Siemens stores EPI volumes as one 2D mosaic of tiles, flagged MOSAIC in ImageType."""
     return "MOSAIC" in image_type(ds) and "SIEMENS" in str(ds.get("Manufacturer", "")).upper()
