@@ -8,6 +8,7 @@ in FreeSurfer aseg numbering, and `volumes.csv` (mm^3 per label).
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -195,7 +196,9 @@ def dice_and_hd95(prediction: np.ndarray, truth: np.ndarray, spacing: np.ndarray
         true = torch.from_numpy(truth == label)[None, None].float()
         both = torch.cat([1 - pred, pred], 1), torch.cat([1 - true, true], 1)
         dice = float(compute_dice(*both, include_background=False)[0, 0])
-        hd95 = float(compute_hausdorff_distance(*both, percentile=95, spacing=spacing.tolist())[0, 0])
+        with warnings.catch_warnings():  # MONAI warns (and returns nan/inf) when a structure is absent: we say so
+            warnings.simplefilter("ignore", (UserWarning, FutureWarning))
+            hd95 = float(compute_hausdorff_distance(*both, percentile=95, spacing=spacing.tolist())[0, 0])
         rows.append({"label": label, "dice": round(dice, 4), "hd95_mm": round(hd95, 2)})
     return rows
 
@@ -206,7 +209,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise SystemExit(f"brainkit evaluate segment: shapes differ ({prediction.shape} vs {truth.shape})")
     rows = dice_and_hd95(np.rint(prediction.data).astype(int), np.rint(truth.data).astype(int), truth.spacing)
     for row in rows:
-        console.print(f"label {row['label']:3d}  Dice {row['dice']:.3f}  HD95 {row['hd95_mm']:.1f} mm")
+        distance = f"{row['hd95_mm']:.1f} mm" if np.isfinite(row["hd95_mm"]) else "n/a (absent from one map)"
+        console.print(f"label {row['label']:3d}  Dice {row['dice']:.3f}  HD95 {distance}")
     console.print(f"mean Dice {np.nanmean([r['dice'] for r in rows]):.3f} (labels present in either map)")
     if args.output:
         write_csv(Path(args.output) / "segment_evaluation.csv", rows, ["label", "dice", "hd95_mm"])
