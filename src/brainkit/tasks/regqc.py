@@ -443,8 +443,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                  moving.header, moving.source, moving.rel_path)
                     result = predict_pair(fixed, moved, model)
                     label = "aligned" if size == 0 else ("misaligned" if size >= 2 else "in between")
+                    decision = "misaligned" if result.p_misaligned >= args.threshold else "aligned"
                     rows.append({"fixed": fixed_path.name, "moving": moving_path.name, "kind": kind, "size": size,
-                                 "truth": label, "p_misaligned": result.p_misaligned, "decision": result.decision,
+                                 "truth": label, "p_misaligned": result.p_misaligned, "decision": decision,
                                  "est_shift_mm": result.est_shift_mm})
                     slice_rows += [(label, row["p_misaligned"]) for row in result.slices]
                     progress.advance(task)
@@ -487,6 +488,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", help="also write DIR/regqc_evaluation*.csv")
     parser.add_argument("--weights", default=str(WEIGHTS), help="weights to evaluate (default: the bundled ones)")
     parser.add_argument("--synthetic", type=int, default=0, help="evaluate N synthetic validation pairs instead")
+    parser.add_argument("--threshold", type=float, default=THRESHOLD,
+                        help="image-wise p_misaligned from which a pair counts as misaligned (default: the bundled "
+                             "model's, chosen with --synthetic; pass the one --synthetic chose for other weights)")
 
 
 TASK = Task("regqc", "are two images aligned? -> regqc.csv, regqc_slices.csv", add_arguments, run,
