@@ -103,9 +103,21 @@ def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cp
     with torch.no_grad():
         logits = sliding_window_inference(tensor.to(device), PATCH, sw_batch_size=2, predictor=model, overlap=0.25,
                                           mode="gaussian")
-    classes = logits.argmax(dim=1)[0].cpu().numpy().astype(np.int16)
-    labels = np.asarray(ASEG_LABELS, np.int16)[geometry.to_input_grid(classes, NEAREST)]
-    return labels
+    labels = np.asarray(ASEG_LABELS, np.int16)[logits.argmax(dim=1)[0].cpu().numpy()]
+    return geometry.to_input_grid(largest_components(labels), NEAREST)
+
+
+def largest_components(labels: np.ndarray, structures: tuple[int, ...] = SUBCORTICAL) -> np.ndarray:
+    """Keep each deep grey structure's largest connected piece (stray islands go to background)."""
+    from scipy import ndimage
+
+    out = labels.copy()
+    for label in structures:
+        mask = labels == label
+        pieces, count = ndimage.label(mask)
+        if count > 1:
+            out[mask & (pieces != 1 + np.bincount(pieces.ravel())[1:].argmax())] = 0
+    return out
 
 
 def label_volumes(labels: np.ndarray, affine: np.ndarray) -> dict[str, float]:
