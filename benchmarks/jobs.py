@@ -89,8 +89,8 @@ def main(selected: tuple[str, ...] = ("segment", "translate")) -> None:
                             "peak memory (GB)", "weights"], rows)
     name = "jobs" if len(selected) > 1 else selected[0]
     title = " and ".join(TITLES[job] for job in selected).capitalize()
-    write_section(name, f"## {title} per scan (`python benchmarks/{name}.py`)\n\n{machine()}, "
-                          "2 threads. Per volume: load, predict, write (and the montage for translate) with the model "
+    write_section(name, f"## {title} per scan (`python benchmarks/{name}.py`)\n\n{machine()}. "
+                          "Per volume: load, predict, write (and the montage for translate) with the model "
                           "already loaded, as in a batch. Whole command: one command per scan in a fresh process "
                           "(Python and torch start-up, model load, the same work). Peak memory: that process's "
                           f"largest resident set.\n\n{table}\n")
