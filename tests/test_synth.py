@@ -125,6 +125,16 @@ def test_velocity_field_integration_is_finite_and_smooth():
     assert float(full.diff(dim=2).abs().max()) < 2.0
 
 
+def test_skull_stripping_turns_non_brain_labels_into_background_and_keeps_the_brain():
+    bank = toy_bank()
+    marker, left = (int(np.flatnonzero(bank.values == v)[0]) for v in (99, 2))
+    kept = SynthEngine(bank, SynthConfig(shape=SHAPE, **STILL), seed=0).generate(2)
+    stripped = SynthEngine(bank, SynthConfig(shape=SHAPE, strip_prob=1.0, **STILL), seed=0).generate(2)
+    assert (kept.labels == marker).any() and not (stripped.labels == marker).any()
+    assert torch.equal(stripped.labels == left, kept.labels == left)
+    assert bool(stripped.params["stripped"].all()) and not bool(kept.params["stripped"].any())
+
+
 @pytest.mark.parametrize("name", ["training_seg_01.nii.gz"])
 def test_real_label_map_bank(shared_data, name):
     bank = LabelBank.from_files([shared_data / "synthseg_label_maps" / name], spacing=2.0, shape=(96, 96, 96))

@@ -55,6 +55,7 @@ class SynthConfig:
     gamma_std: float = 0.3
     noise_max: float = 0.04
     random_shape_labels: int = 12  # labels per random-shape map (when there is no bank)
+    strip_prob: float = 0.0  # chance that a bank sample is skull-stripped (non-brain labels become background)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class SynthEngine:
         if bank is not None:
             self.maps = pad_labels(bank.maps.to(self.device))
             self.label_class = bank.intensity_class.to(self.device)
+            self.is_brain = bank.is_brain.to(self.device)
         else:
             count = self.config.random_shape_labels
             self.label_class = torch.arange(count, device=self.device)
@@ -132,8 +134,19 @@ class SynthEngine:
         shape = self.config.shape
         points = control_points(shape, self.config.deform_spacing, self.device)
         labels = sample_nearest(source, dense(mapped_points(affine, points, displacement, shape), shape)).long()
+        labels, stripped = self._strip(labels)
         image, render_params = self.render(labels)
-        return SynthBatch(image, labels, affine, {**params, **render_params, "map_index": index})
+        return SynthBatch(image, labels, affine, {**params, **render_params, "map_index": index, "stripped": stripped})
+
+    def _strip(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Skull-strip a random subset (`strip_prob`) of bank samples: their non-brain labels become index 0
+        (label 0, background: a bank's values are sorted and real maps hold 0)."""
+        batch = labels.shape[0]
+        if self.bank is None or self.config.strip_prob <= 0:  # no draw: other jobs' random streams stay as they were
+            return labels, torch.zeros((batch,), dtype=torch.bool, device=self.device)
+        stripped = torch.rand((batch,), generator=self.generator, device=self.device) < self.config.strip_prob
+        outside = ~self.is_brain[labels] & stripped.view(-1, 1, 1, 1, 1)
+        return labels.masked_fill(outside, 0), stripped
 
     def generate_mirrored(self, batch: int, flip_prob: float = 0.5) -> tuple[SynthBatch, torch.Tensor]:
         """Images of which a random subset is mirrored left-right (axis 0); returns the batch and the flip flags.

@@ -20,6 +20,8 @@ from brainkit.spatial import NEAREST, Geometry, Grid, foreground_bbox
 # FreeSurfer aseg left -> right homologues (labels_table.txt of SynthSeg).
 LEFT_RIGHT_PAIRS = {2: 41, 3: 42, 4: 43, 5: 44, 7: 46, 8: 47, 10: 49, 11: 50, 12: 51, 13: 52, 17: 53, 18: 54,
                     26: 58, 28: 60, 30: 62, 31: 63}
+# Labels a skull-stripped scan keeps: both hemispheres' structures, 3rd/4th ventricles, brain stem, CSF.
+BRAIN_LABELS = frozenset(LEFT_RIGHT_PAIRS) | frozenset(LEFT_RIGHT_PAIRS.values()) | {14, 15, 16, 24}
 
 
 @dataclass
@@ -39,6 +41,11 @@ class LabelBank:
     @property
     def n_classes(self) -> int:
         return int(self.intensity_class.max()) + 1
+
+    @property
+    def is_brain(self) -> torch.Tensor:
+        """(K,) bool: which label indices a skull-stripped scan keeps (`BRAIN_LABELS`)."""
+        return torch.from_numpy(np.isin(self.values, list(BRAIN_LABELS)))
 
     @classmethod
     def from_arrays(cls, arrays: list[np.ndarray], spacing: float = 1.0, affine: np.ndarray | None = None

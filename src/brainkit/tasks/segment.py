@@ -161,15 +161,16 @@ def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto",
 # ---- training (synthetic images from the real label maps) ----------------------------------------------------
 
 def training_batches(data: Path, batch: int, patch: int = PATCH[0]):
-    """`batch_for(step, generator)`: synthetic `patch`^3 patches at 1 mm around the brain's centre (within
-    20 mm, so most hold the deep grey nuclei) and their class maps."""
+    """`batch_for(step, generator)`: synthetic `patch`^3 patches at 1 mm centred up to 40 mm (per axis) from the head's
+    centre (so the brain's edges and the background are seen too, not only the deep grey nuclei), half of them
+    skull-stripped, and their class maps."""
     maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
     loaded = LabelBank.from_files(maps, spacing=SPACING, shape=(176, 208, 176))
     numbered = [lateralise(loaded.values[m.numpy()].astype(np.int32)) for m in loaded.maps[:, 0]]
     bank = LabelBank.from_arrays(numbered, SPACING, loaded.affine)
     lookup = torch.from_numpy(class_lookup(bank.values))
-    config = SynthConfig(shape=(patch,) * 3, rotation_deg=15, scaling=0.15, translation=20, deform_std=3.0,
-                         deform_spacing=16, thick_max=6.0)
+    config = SynthConfig(shape=(patch,) * 3, rotation_deg=15, scaling=0.15, translation=40, deform_std=3.0,
+                         deform_spacing=16, thick_max=6.0, strip_prob=0.5)
     engine = SynthEngine(bank, config)
     console.print(f"segment training: {len(maps)} label maps (lateralised), {len(ASEG_LABELS)} classes")
 
