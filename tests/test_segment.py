@@ -66,6 +66,16 @@ def test_evaluate_cli_on_identical_maps(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = (tmp_path / "segment_evaluation.csv").read_text().splitlines()
     assert "10,1.0,0.0" in rows and "49,1.0,0.0" in rows
+    assert "mean Dice 1.000, lowest 1.000" in result.stderr
+
+
+def test_summary_covers_the_12_target_structures_only():
+    rows = [{"label": label, "dice": 0.5, "hd95_mm": 4.0} for label in segment.TARGET]
+    rows += [{"label": 26, "dice": 0.0, "hd95_mm": 40.0}, {"label": 58, "dice": 0.0, "hd95_mm": 40.0}]
+    rows[0] = {"label": segment.TARGET[0], "dice": 0.9, "hd95_mm": 1.0}
+    summary = segment.summarise(rows)
+    assert len(segment.TARGET) == 12 and summary["lowest"] == 0.5 and summary["hd95"] == 4.0
+    assert summary["mean"] == pytest.approx((0.9 + 11 * 0.5) / 12)
 
 
 def test_segment_cli_end_to_end_with_given_weights(tmp_path):

@@ -135,6 +135,27 @@ def test_skull_stripping_turns_non_brain_labels_into_background_and_keeps_the_br
     assert bool(stripped.params["stripped"].all()) and not bool(kept.params["stripped"].any())
 
 
+def test_fixed_contrasts_order_tissues_as_the_named_sequence_does():
+    from brainkit.synth.contrasts import render_contrast
+
+    labels = np.zeros((30, 30, 30), np.int32)
+    labels[3:27, 3:27, 3:27] = 3  # cortex
+    labels[7:23, 7:23, 7:23] = 41  # right white matter
+    labels[12:18, 12:18, 12:18] = 4  # ventricle
+    centre = {"gm": (4, 15, 15), "wm": (9, 15, 15), "csf": (15, 15, 15)}
+
+    def means(contrast):
+        image = render_contrast(labels, contrast, seed=1)
+        return {tissue: image[x - 1:x + 2, y - 1:y + 2, z - 1:z + 2].mean() for tissue, (x, y, z) in centre.items()}
+
+    t1, t2, flair = means("t1"), means("t2"), means("flair")
+    assert t1["wm"] > t1["gm"] > t1["csf"] and t2["csf"] > t2["gm"] > t2["wm"]
+    assert flair["gm"] > flair["wm"] > flair["csf"]
+    assert abs(render_contrast(labels, "t2", seed=1)[0, 0, 0]) < 1e-3  # background stays dark
+    with pytest.raises(ValueError, match="unknown contrast"):
+        render_contrast(labels, "pet")
+
+
 @pytest.mark.parametrize("name", ["training_seg_01.nii.gz"])
 def test_real_label_map_bank(shared_data, name):
     bank = LabelBank.from_files([shared_data / "synthseg_label_maps" / name], spacing=2.0, shape=(96, 96, 96))

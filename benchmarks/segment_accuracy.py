@@ -1,0 +1,91 @@
+"""Dice and HD95 of `brainkit segment` on every labelled brain in shared/ and on fixed-contrast renderings of a
+label map that training never saw.
+
+Test inputs (written to --work, so each row can be re-scored with `brainkit evaluate segment --pred --truth`):
+- `niivue_norm`: FreeSurfer's norm.mgz and its aparc.a2009s+aseg.mgz (real T1).
+- `voxelmorph`: voxelmorph's test scan (real skull-stripped T1) and its aseg. The file has no affine; its axes
+  are L, I, A (read off the labels: right thalamus at lower axis-0, brain stem below the thalamus at higher
+  axis-1, caudate in front of the thalamus at higher axis-2), written here as a 1 mm LIA NIfTI.
+- `voxelmorph` label map rendered as T1, T2, FLAIR and low-contrast T1 (`brainkit.synth.contrasts`). Training
+  draws from the 15 SynthSeg label maps only, so this subject's anatomy is held back.
+
+    python benchmarks/segment_accuracy.py [--weights W]   # writes the `segment_accuracy` section of docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import SHARED_DATA, machine, markdown_table, write_section  # noqa: E402
+
+from brainkit.io import load  # noqa: E402
+from brainkit.synth.contrasts import CONTRASTS, render_contrast  # noqa: E402
+from brainkit.synth.labels import LEFT_RIGHT_PAIRS  # noqa: E402
+from brainkit.tasks import segment  # noqa: E402
+
+LIA_1MM = np.array([[-1.0, 0, 0, 80], [0, 0, 1, -112], [0, -1, 0, 96], [0, 0, 0, 1]])
+
+
+def test_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
+    """(source, contrast, image, truth) for every evaluation input, written under `work` where needed."""
+    norm = SHARED_DATA / "seg_freesurfer" / "niivue_norm"
+    rows = [("niivue_norm (real)", "T1", norm / "norm.mgz", norm / "aparc.a2009s+aseg.mgz")]
+    scan = np.load(SHARED_DATA / "seg_freesurfer" / "voxelmorph" / "test_scan.npz")
+    labels = np.rint(scan["seg"]).astype(np.int16)
+    work.mkdir(parents=True, exist_ok=True)
+    truth = work / "voxelmorph_aseg.nii.gz"
+    nib.save(nib.Nifti1Image(labels, LIA_1MM), truth)
+    image = work / "voxelmorph_T1.nii.gz"
+    nib.save(nib.Nifti1Image(scan["vol"].astype(np.float32), LIA_1MM), image)
+    rows.append(("voxelmorph (real)", "T1", image, truth))
+    for contrast in CONTRASTS:
+        rendered = work / f"voxelmorph_{contrast}.nii.gz"
+        nib.save(nib.Nifti1Image(render_contrast(labels, contrast, seed=0), LIA_1MM), rendered)
+        rows.append(("voxelmorph label map (rendered)", contrast, rendered, truth))
+    return rows
+
+
+def score(model: torch.nn.Module, image: Path, truth: Path, out: Path) -> list[dict]:
+    """Segment `image` (written under `out`) and score it against `truth` like `brainkit evaluate segment`."""
+    scan = load(image)
+    segment.process(scan, model, out)
+    prediction = np.rint(load(scan.output_path(out, "_seg")).data).astype(int)
+    reference = load(truth)
+    return segment.dice_and_hd95(prediction, np.rint(reference.data).astype(int), reference.spacing)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, default=segment.WEIGHTS)
+    parser.add_argument("--work", type=Path, default=Path("runs/segment_accuracy"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    model = segment.load_model(args.weights)
+    names = "structure Dice (left/right): " + ", ".join(segment.STRUCTURES[label] for label in segment.TARGET_LEFT)
+    table = []
+    for source, contrast, image, truth in test_inputs(args.work):
+        rows = {row["label"]: row for row in score(model, image, truth, args.work / "pred")}
+        summary = segment.summarise(list(rows.values()))
+        pairs = [f"{rows[left]['dice']:.2f}/{rows[LEFT_RIGHT_PAIRS[left]]['dice']:.2f}" for left in segment.TARGET_LEFT]
+        table.append([source, contrast, f"{summary['mean']:.3f}", f"{summary['lowest']:.2f}",
+                      f"{summary['hd95']:.1f}", *pairs])
+        print(table[-1], flush=True)
+    header = ["input", "contrast", "mean Dice (12)", "lowest", "median HD95 mm",
+              *[segment.STRUCTURES[label] for label in segment.TARGET_LEFT]]
+    body = (f"## segment accuracy\n\nWeights `{args.weights.name}`; {machine()}. Mean and lowest Dice over the 12 "
+            f"target structures (thalamus, caudate, putamen, pallidum, hippocampus, amygdala, left and right); "
+            f"{names}. `python benchmarks/segment_accuracy.py`; every row can be re-scored with "
+            f"`brainkit evaluate segment --pred {args.work}/pred/<stem>_seg.nii.gz --truth <truth>`.\n\n"
+            + markdown_table(header, table))
+    write_section("segment_accuracy", body)
+
+
+if __name__ == "__main__":
+    main()
