@@ -90,15 +90,28 @@ class SynthEngine:
     def n_classes(self) -> int:
         return int(self.label_class.max()) + 1
 
-    def _source_labels(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 1, ...) padded integer label maps to sample from and which bank map each came from (-1: random)."""
+    def _source_labels(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, 1, ...) padded integer label maps to sample from, which bank map each came from (-1: random) and
+        which were skull-stripped."""
         if self.bank is None:
             shape = self.config.shape
             labels = random_shape_labels(batch, shape, self.config.random_shape_labels, generator=self.generator,
                                          device=self.device)
-            return pad_labels(labels), torch.full((batch,), -1, device=self.device)
+            return pad_labels(labels), torch.full((batch,), -1, device=self.device), torch.zeros(
+                batch, dtype=torch.bool, device=self.device)
         index = torch.randint(len(self.maps), (batch,), generator=self.generator, device=self.device)
-        return self.maps[index], index
+        source, stripped = self._strip(self.maps[index])
+        return source, index, stripped
+
+    def _strip(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Skull-strip a random subset (`strip_prob`) of bank maps: their non-brain labels become index 0
+        (label 0, background: a bank's values are sorted and real maps hold 0)."""
+        batch = labels.shape[0]
+        if self.bank is None or self.config.strip_prob <= 0:  # no draw: other jobs' random streams stay as they were
+            return labels, torch.zeros((batch,), dtype=torch.bool, device=self.device)
+        stripped = torch.rand((batch,), generator=self.generator, device=self.device) < self.config.strip_prob
+        outside = ~self.is_brain[labels.long()] & stripped.view(-1, 1, 1, 1, 1)
+        return labels.masked_fill(outside, 0), stripped
 
     def _transform(self, batch: int, in_shape) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
         """Random affine (output -> source voxels) and control-grid deformation of the output grid."""
@@ -129,24 +142,13 @@ class SynthEngine:
 
     def generate(self, batch: int) -> SynthBatch:
         """Image plus deformed labels (the segmentation mode)."""
-        source, index = self._source_labels(batch)
+        source, index, stripped = self._source_labels(batch)
         affine, displacement, params = self._transform(batch, tuple(source.shape[2:]))
         shape = self.config.shape
         points = control_points(shape, self.config.deform_spacing, self.device)
         labels = sample_nearest(source, dense(mapped_points(affine, points, displacement, shape), shape)).long()
-        labels, stripped = self._strip(labels)
         image, render_params = self.render(labels)
         return SynthBatch(image, labels, affine, {**params, **render_params, "map_index": index, "stripped": stripped})
-
-    def _strip(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Skull-strip a random subset (`strip_prob`) of bank samples: their non-brain labels become index 0
-        (label 0, background: a bank's values are sorted and real maps hold 0)."""
-        batch = labels.shape[0]
-        if self.bank is None or self.config.strip_prob <= 0:  # no draw: other jobs' random streams stay as they were
-            return labels, torch.zeros((batch,), dtype=torch.bool, device=self.device)
-        stripped = torch.rand((batch,), generator=self.generator, device=self.device) < self.config.strip_prob
-        outside = ~self.is_brain[labels] & stripped.view(-1, 1, 1, 1, 1)
-        return labels.masked_fill(outside, 0), stripped
 
     def generate_mirrored(self, batch: int, flip_prob: float = 0.5) -> tuple[SynthBatch, torch.Tensor]:
         """Images of which a random subset is mirrored left-right (axis 0); returns the batch and the flip flags.
@@ -173,7 +175,7 @@ class SynthEngine:
         sizes log-uniformly (as many small, hard ones as gross ones). Returns (fixed, moving, T, misaligned flags).
         """
         g, device, shape = self.generator, self.device, self.config.shape
-        source, index = self._source_labels(batch)
+        source, index, stripped = self._source_labels(batch)
         affine, displacement, params = self._transform(batch, tuple(source.shape[2:]))
         points = control_points(shape, self.config.deform_spacing, device)
         fixed_labels = sample_nearest(source, dense(mapped_points(affine, points, displacement, shape), shape)).long()
@@ -195,7 +197,8 @@ class SynthEngine:
         moving_labels = sample_nearest(source, dense(mapped_points(affine, moved, displacement, shape), shape)).long()
         fixed_image, fixed_params = self.render(fixed_labels)
         moving_image, moving_params = self.render(moving_labels)
-        common = {**params, "map_index": index, "shift_voxels": shift_size, "rotation_deg_relative": angle}
+        common = {**params, "map_index": index, "stripped": stripped, "shift_voxels": shift_size,
+                  "rotation_deg_relative": angle}
         fixed = SynthBatch(fixed_image, fixed_labels, affine, {**common, **fixed_params})
         moving = SynthBatch(moving_image, moving_labels, affine @ relative, {**common, **moving_params})
         return fixed, moving, relative, misaligned
