@@ -107,6 +107,17 @@ def test_aligned_pairs_share_labels_and_misaligned_pairs_follow_their_transform(
         assert agreement > 0.9
 
 
+def test_aligned_pairs_get_a_registration_residual_only_when_asked():
+    def aligned_pair(residual: float):
+        engine = SynthEngine(toy_bank(), SynthConfig(shape=SHAPE, **STILL), seed=5)
+        fixed, moving, _, _ = engine.generate_pair(2, misaligned_prob=0.0, aligned_shift=0.0, aligned_rotation_deg=0.0,
+                                                   warp_std=3.0, aligned_warp_std=residual)
+        return (fixed.labels != moving.labels).float().mean()
+
+    assert aligned_pair(0.0) == 0
+    assert 0 < aligned_pair(1.5) < 0.2  # boundaries move a little; the anatomy stays in place
+
+
 def test_random_shape_maps_and_engine_without_a_bank():
     generator = torch.Generator().manual_seed(0)
     labels = random_shape_labels(2, (24, 24, 24), n_labels=6, generator=generator)

@@ -165,13 +165,15 @@ class SynthEngine:
     def generate_pair(self, batch: int, misaligned_prob: float = 0.5, max_shift: float = 20.0,
                       max_rotation_deg: float = 20.0, min_shift: float = 2.0, min_rotation_deg: float = 2.0,
                       aligned_shift: float = 0.5, aligned_rotation_deg: float = 0.5, warp_std: float = 1.0,
-                      log_sizes: bool = False) -> tuple[SynthBatch, SynthBatch, torch.Tensor, torch.Tensor]:
+                      log_sizes: bool = False, aligned_warp_std: float = 0.0
+                      ) -> tuple[SynthBatch, SynthBatch, torch.Tensor, torch.Tensor]:
         """Two images of one label map with independent contrasts and a known relative transform (regqc).
 
         The second image's labels are the first's seen through a relative affine T (output voxel -> first
         image voxel). Misaligned pairs get T with a rotation of `min_rotation_deg`..`max_rotation_deg` about a
         random axis or a translation of `min_shift`..`max_shift` voxels (or both), plus a small warp; aligned
-        pairs get at most `aligned_shift` voxels and `aligned_rotation_deg`. `log_sizes` draws misalignment
+        pairs get at most `aligned_shift` voxels and `aligned_rotation_deg`, and a warp of `aligned_warp_std` (a
+        registration's residual: real aligned pairs never match voxel for voxel). `log_sizes` draws misalignment
         sizes log-uniformly (as many small, hard ones as gross ones). Returns (fixed, moving, T, misaligned flags).
         """
         g, device, shape = self.generator, self.device, self.config.shape
@@ -192,7 +194,8 @@ class SynthEngine:
         relative = compose_affine(shape, shape, rotation, torch.ones((batch, 3), device=device),
                                   torch.zeros((batch, 3), device=device), shift)
         warp = smooth_displacement(batch, shape, warp_std, self.config.deform_spacing, g, device)
-        warp = warp * misaligned.view(-1, 1, 1, 1, 1)
+        aligned_scale = aligned_warp_std / warp_std if warp_std > 0 else 0.0
+        warp = warp * torch.where(misaligned, 1.0, aligned_scale).view(-1, 1, 1, 1, 1)
         moved = mapped_points(relative, points, warp, shape)  # T(x + w(x)), then the shared deformation
         moving_labels = sample_nearest(source, dense(mapped_points(affine, moved, displacement, shape), shape)).long()
         fixed_image, fixed_params = self.render(fixed_labels)

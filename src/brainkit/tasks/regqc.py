@@ -246,20 +246,21 @@ def pair_engines(data: Path) -> list[SynthEngine]:
     """Synthetic pair sources: the brain label maps at 2 mm, and random shapes (seed 001)."""
     maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
     config = SynthConfig(shape=SHAPE, rotation_deg=10, scaling=0.1, translation=4, deform_std=1.5,
-                         deform_spacing=12, thick_max=3.0)
-    console.print(f"regqc synthetic pairs: {len(maps)} label maps + random shapes")
+                         deform_spacing=12, thick_max=3.0, strip_prob=0.5)
+    console.print(f"regqc synthetic pairs: {len(maps)} label maps (half skull-stripped) + random shapes")
     return [SynthEngine(LabelBank.from_files(maps, spacing=SPACING, shape=SHAPE), config), SynthEngine(None, config)]
 
 
 def draw_pairs(engine: SynthEngine, count: int, generator: torch.Generator, log_sizes: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, 2, X, Y, Z) fixed/moving images, their relative transforms, and whether each is misaligned
-    (>= 2 mm or 2 degrees; aligned pairs stay under 0.5 mm and 0.5 degree); sizes up to 20 mm / 20 degrees,
-    uniform or (`log_sizes`) log-uniform."""
+    (>= 2 mm or 2 degrees); sizes up to 20 mm / 20 degrees, uniform or (`log_sizes`) log-uniform. Aligned pairs
+    carry what a good registration leaves: under 1 mm and 1 degree, and a warp of about 0.5 mm."""
     engine.generator = generator
     fixed, moving, relative, misaligned = engine.generate_pair(
         count, misaligned_prob=0.5, max_shift=20 / SPACING, min_shift=2 / SPACING, max_rotation_deg=20,
-        min_rotation_deg=2, aligned_shift=0.5 / SPACING, aligned_rotation_deg=0.5, warp_std=0.5, log_sizes=log_sizes)
+        min_rotation_deg=2, aligned_shift=1.0 / SPACING, aligned_rotation_deg=1.0, warp_std=0.5, log_sizes=log_sizes,
+        aligned_warp_std=0.5 / SPACING)
     return torch.cat([fixed.image, moving.image], dim=1), relative, misaligned
 
 
