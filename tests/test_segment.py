@@ -29,6 +29,14 @@ def test_lateralise_gives_right_hemisphere_voxels_right_labels():
     assert np.array_equal(segment.lateralise(already), already)  # maps with right labels are left alone
 
 
+def test_mirrored_classes_swap_left_and_right_labels_only():
+    order = segment.mirrored_classes()
+    labels = np.asarray(segment.ASEG_LABELS)
+    assert sorted(order) == list(range(len(labels)))
+    assert labels[order[list(labels).index(17)]] == 53 and labels[order[list(labels).index(53)]] == 17
+    assert labels[order[list(labels).index(16)]] == 16 and labels[order[0]] == 0
+
+
 def test_volumes_count_voxels_times_voxel_size():
     labels = np.zeros((10, 10, 10), np.int16)
     labels[:2, :5, :5] = 17
