@@ -42,6 +42,13 @@ def test_loop_learns_and_logs(tmp_path):
     assert ((model(x) > 0).float() == y).float().mean() > 0.9
 
 
+def test_bf16_mixed_precision_learns_and_keeps_float32_weights(tmp_path):
+    model = train(toy_model(), toy_batches, bce, config(tmp_path, 100, bf16=True))
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    x, y = toy_batches(0, torch.Generator().manual_seed(123))
+    assert ((model(x) > 0).float() == y).float().mean() > 0.9
+
+
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     straight = train(toy_model(), toy_batches, bce, config(tmp_path / "a", 12))
     train(toy_model(), toy_batches, bce, config(tmp_path / "b", 5))

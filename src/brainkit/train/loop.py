@@ -38,6 +38,7 @@ class TrainConfig:
     validate_every: int = 0
     max_seconds: float | None = None  # stop (after checkpointing) when this wall time is used
     best_metric: str | None = None  # a validation key to maximise: its best model is kept as best.pt beside the log
+    bf16: bool = False  # forward pass under bfloat16 autocast (weights, optimiser and loss stay float32)
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -100,7 +101,9 @@ def train(model: torch.nn.Module, batch_for: BatchFn, loss_fn: Callable[[torch.T
     step = start
     for step in range(start + 1, config.steps + 1):
         inputs, targets = batch_for(step, step_generator(config.seed, step, rank))
-        loss = loss_fn(wrapped(inputs.to(device)), targets.to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+            outputs = wrapped(inputs.to(device))
+        loss = loss_fn(outputs.float(), targets.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

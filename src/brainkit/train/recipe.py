@@ -15,13 +15,15 @@ from brainkit.weights import load_weights, save_weights
 
 
 def add_train_options(parser: argparse.ArgumentParser, job: str, steps: int, lr: float) -> None:
-    """--data, -o/--output, --steps, --lr, --max-minutes for `brainkit train <job>`."""
+    """--data, -o/--output, --steps, --lr, --max-minutes, --init, --bf16 for `brainkit train <job>`."""
     parser.add_argument("--data", default="../shared/data", help="the shared data folder")
     parser.add_argument("-o", "--output", default=f"runs/{job}", help="checkpoint, log and final weights")
     parser.add_argument("--steps", type=int, default=steps, help="optimiser steps in all (resumes where it stopped)")
     parser.add_argument("--lr", type=float, default=lr, help="Adam learning rate")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed, resumable) after this")
     parser.add_argument("--init", help="start from these weights (e.g. the bundled ones) when there is no checkpoint")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bfloat16 mixed precision (1.2-1.5x faster 3D steps on CPUs with AVX512-BF16, and GPUs)")
 
 
 def distributed_device(name: str) -> torch.device:
@@ -55,7 +57,7 @@ def train_and_save(job: str, model: torch.nn.Module, batch_for: BatchFn,
     checkpoint_every, log_every, validate_every = every
     config = TrainConfig(steps=args.steps, checkpoint=out / "checkpoint.pt", log=out / "log.jsonl", lr=args.lr,
                          seed=args.seed, checkpoint_every=checkpoint_every, log_every=log_every,
-                         validate_every=validate_every, best_metric=best_metric,
+                         validate_every=validate_every, best_metric=best_metric, bf16=args.bf16,
                          max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     model = train(model, batch_for, loss_fn, config, distributed_device(args.device), validate=validate,
                   scheduler_for=scheduler_for)
