@@ -21,7 +21,7 @@ from brainkit.batch import print_failures, run_over_inputs
 from brainkit.io import Scan, load
 from brainkit.io.write import write_csv, write_nifti
 from brainkit.report.figures import save_overlay
-from brainkit.runtime import console, resolve_device
+from brainkit.runtime import bf16_autocast, console, resolve_device
 from brainkit.spatial import NEAREST, Geometry, Grid, foreground_bbox
 from brainkit.spatial.symmetry import midplane_voxel_map
 from brainkit.synth import LabelBank, SynthConfig, SynthEngine
@@ -116,7 +116,7 @@ def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cp
         return torch.softmax(sliding_window_inference(volume, PATCH, sw_batch_size=2, predictor=model, overlap=0.25,
                                                       mode="gaussian"), dim=1)
 
-    with torch.no_grad():
+    with torch.no_grad(), bf16_autocast(device):
         volume = tensor.to(device)
         average = probabilities(volume) + probabilities(volume.flip(2)).flip(2)[:, mirrored_classes()]
     labels = np.asarray(ASEG_LABELS, np.int16)[average.argmax(dim=1)[0].cpu().numpy()]
