@@ -26,7 +26,15 @@ from brainkit.spatial import NEAREST, Geometry, Grid, Realign, foreground_bbox
 from brainkit.spatial.symmetry import midplane_voxel_map
 from brainkit.synth import LabelBank, SynthConfig, SynthEngine
 from brainkit.synth.intensity import bias_field, gamma_and_noise, gaussian_blur, normalise
-from brainkit.synth.spatial import control_points, dense, mapped_points, random_affine, sample, uniform
+from brainkit.synth.spatial import (
+    control_points,
+    dense,
+    mapped_points,
+    random_affine,
+    sample,
+    smooth_displacement,
+    uniform,
+)
 from brainkit.tasks import Task
 from brainkit.train.recipe import add_train_options, train_and_save
 from brainkit.weights import FOLDER, load_weights
@@ -136,6 +144,10 @@ REAL_VALIDATION = ["t1_depression/sub-5*_T1w.nii.gz", "heads/seg3d_T1_head.nii.g
                    "pairs_open_ms_mni/patient19/[TF]*_regtoMNI.nii.gz", "tumor_brats2013/*/*_subtrMeanDivStd.nii.gz"]
 
 
+REAL_WARP_STD = 1.0  # voxels (3 mm) on a control grid every WARP_SPACING voxels
+WARP_SPACING = 8
+
+
 def real_scans(data: Path, patterns: list[str]) -> list[Path]:
     """Real scans matching glob patterns under the data folder (subject-wise split lists above)."""
     return sorted({path for pattern in patterns for path in data.glob(pattern)})
@@ -147,11 +159,12 @@ def prepared_stack(paths: list[Path]) -> torch.Tensor:
 
 
 def augment_real(volumes: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Small pose jitter (what symmetric alignment leaves), blur, bias, gamma and noise, then mirror a random
-    half; returns (images, flipped)."""
+    """Small pose jitter (what symmetric alignment leaves), shear and a smooth warp (new shapes from few
+    subjects), blur, bias, gamma and noise, then mirror a random half; returns (images, flipped)."""
     batch = volumes.shape[0]
-    affine, _ = random_affine(batch, SHAPE, SHAPE, 4.0, 0.08, 0.0, 2.0, generator)
-    coords = dense(mapped_points(affine, control_points(SHAPE, 16), None, SHAPE), SHAPE)
+    affine, _ = random_affine(batch, SHAPE, SHAPE, 4.0, 0.08, 0.04, 2.0, generator)
+    warp = smooth_displacement(batch, SHAPE, REAL_WARP_STD, WARP_SPACING, generator)
+    coords = dense(mapped_points(affine, control_points(SHAPE, WARP_SPACING), warp, SHAPE), SHAPE)
     images = sample(volumes, coords, "bilinear")
     images = gaussian_blur(images, uniform(0, 1.2, (batch, 3), generator))
     images = images * bias_field(images.shape, 0.3, generator)
@@ -176,8 +189,9 @@ def training_batches(data: Path, synth_per_batch: int, real_per_batch: int):
     """`batch_for(step, generator)` mixing synthetic heads from the label maps with augmented real scans."""
     maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
     bank = symmetric_bank(LabelBank.from_files(maps, spacing=SPACING, shape=SHAPE))
-    config = SynthConfig(shape=SHAPE, rotation_deg=4, scaling=0.08, shear=0.0, translation=2, deform_std=0.3,
-                         deform_spacing=8, thick_max=2.0, blur_max=0.8)
+    config = SynthConfig(shape=SHAPE, rotation_deg=4, scaling=0.08, shear=0.04, translation=2,
+                         deform_std=REAL_WARP_STD, deform_spacing=WARP_SPACING, thick_max=2.0, blur_max=0.8,
+                         strip_prob=0.5)
     engine = SynthEngine(bank, config)
     real = prepared_stack(real_scans(data, REAL_TRAIN))
     console.print(f"orient training: {len(maps)} label maps, {len(real)} real training scans")
@@ -203,10 +217,12 @@ def run_train(args: argparse.Namespace) -> int:
 
     def validate(net: torch.nn.Module) -> dict[str, float]:
         logits = net(validation)
-        return {"val_accuracy": float((logits < 0).float().mean()), "val_min_margin": float((-logits).min())}
+        log_likelihood = -float(bce(logits, torch.zeros_like(logits)))  # every validation scan is as acquired
+        return {"val_accuracy": float((logits < 0).float().mean()), "val_min_margin": float((-logits).min()),
+                "val_log_likelihood": log_likelihood}
 
     train_and_save("orient", model, training_batches(data, args.synth, args.real), bce, args, validate,
-                   best_metric="val_accuracy")
+                   best_metric="val_log_likelihood")
     return 0
 
 
