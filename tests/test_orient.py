@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from brainkit.io import Scan
+from brainkit.io import Scan, load
 from brainkit.nets.mirror import mirror_classifier
 from brainkit.tasks import orient
 from tests.conftest import blob_volume
@@ -41,8 +41,9 @@ def test_model_is_exactly_antisymmetric_under_mirroring():
 
 
 def test_decisions_and_uncertain_band():
-    assert orient.decide(0.01) == "ok"
-    assert orient.decide(0.99) == "flipped"
+    low, high = orient.UNCERTAIN_BAND
+    assert orient.decide(0.01) == "ok" and orient.decide(low) == "ok"
+    assert orient.decide(0.99) == "flipped" and orient.decide(high) == "flipped"
     assert orient.decide(0.5) == "uncertain"
 
 
@@ -53,19 +54,29 @@ def test_corrected_copy_mirrors_the_world_x_axis_whatever_the_voxel_order():
     assert np.array_equal(fixed, scan.data[:, :, ::-1])
 
 
-def test_orient_without_bundled_weights_fails_with_a_clear_line(tmp_path):
+def test_orient_with_missing_weights_fails_with_a_clear_line(tmp_path):
+    from tests.conftest import save_nifti
     from tests.test_cli import brainkit
 
-    if orient.WEIGHTS.exists():
-        pytest.skip("weights are bundled: the no-weights path cannot be exercised")
-    image = tmp_path / "t1.nii.gz"
-    from tests.conftest import save_nifti
-
-    save_nifti(image, blob_volume())
-    result = brainkit("orient", str(image), "-o", str(tmp_path / "out"), "--quiet")
+    image = save_nifti(tmp_path / "t1.nii.gz", blob_volume())
+    result = brainkit("orient", str(image), "--weights", str(tmp_path / "none.pt"), "-o", str(tmp_path / "out"))
     assert result.returncode != 0
     assert "orient weights are missing" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_bundled_model_gives_opposite_decisions_for_a_real_head_and_its_mirror(shared_data):
+    path = shared_data / "heads" / "seg3d_T1_head.nii.gz"  # a validation scan (never trained on)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (shared data not beside the repository)")
+    scan = load(path)
+    mirrored = Scan(data=orient.corrected_copy(scan), affine=scan.affine, header=scan.header, source=scan.source,
+                    rel_path=scan.rel_path)
+    model = orient.load_model()
+    as_acquired = orient.p_flipped(orient.prepare(scan)[0], model)
+    flipped = orient.p_flipped(orient.prepare(mirrored)[0], model)
+    assert orient.decide(as_acquired) == "ok" and orient.decide(flipped) == "flipped"
+    assert as_acquired + flipped == pytest.approx(1.0, abs=0.02)  # same head read from the other side
 
 
 def test_evaluation_metrics_on_known_cases():
