@@ -104,3 +104,30 @@ def test_orient_cli_with_given_weights_writes_the_csv_and_explains(tmp_path):
     assert rows[0] == "input,p_flipped,decision" and len(rows) == 2
     assert rows[1].split(",")[2] in ("ok", "flipped", "uncertain")
     assert (tmp_path / "out" / "t1_gradcam.nii.gz").exists() and (tmp_path / "out" / "t1_gradcam.png").exists()
+
+
+def test_cross_validation_holds_out_every_scan_once_and_never_splits_a_person(shared_data):
+    folds = orient.cross_validation_folds(shared_data, 5)
+    held_out = [path for _, fold in folds for path in fold]
+    assert sorted(held_out) == orient.real_scans(shared_data, orient.REAL_TRAIN + orient.REAL_VALIDATION)
+    for train, fold in folds:
+        assert {orient.subject_of(p, shared_data) for p in train}.isdisjoint(
+            {orient.subject_of(p, shared_data) for p in fold})
+    ms_patient = [p for p in held_out if "patient07" in str(p)]
+    assert len(ms_patient) == 3 and len({orient.subject_of(p, shared_data) for p in ms_patient}) == 1
+
+
+def test_an_ensemble_file_loads_as_the_mean_of_its_members(tmp_path):
+    from brainkit.nets.mirror import MeanLogit
+    from brainkit.weights import save_weights
+
+    torch.manual_seed(0)
+    single = [orient.mirror_classifier(orient.SHAPE).eval() for _ in range(2)]
+    path = save_weights(MeanLogit(single), tmp_path / "ensemble.pt")
+    loaded = orient.load_model(path)
+    x = torch.rand(1, 1, *orient.SHAPE)
+    assert len(orient.members(loaded)) == 2
+    with torch.no_grad():
+        expected = (single[0](x) + single[1](x)) / 2
+        assert torch.allclose(loaded(x), expected, atol=2e-2)  # fp16 weights
+        assert torch.allclose(loaded(x), -loaded(x.flip(2)), atol=1e-5)

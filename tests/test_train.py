@@ -93,3 +93,12 @@ def test_best_validation_model_is_kept_and_resume_takes_the_new_learning_rate(tm
     train(toy_model(), toy_batches, bce, resumed)
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert state["optimizer"]["param_groups"][0]["lr"] == 0.001
+
+
+def test_checkpoint_step_reads_the_step_or_zero(tmp_path):
+    from brainkit.train.loop import checkpoint_step, save_checkpoint
+
+    model = torch.nn.Linear(2, 1)
+    assert checkpoint_step(tmp_path / "none.pt") == 0
+    save_checkpoint(tmp_path / "c.pt", model, torch.optim.Adam(model.parameters()), None, 37)
+    assert checkpoint_step(tmp_path / "c.pt") == 37

@@ -28,3 +28,19 @@ def mirror_classifier(shape: tuple[int, int, int] = (64, 64, 64),
     body = Classifier(in_shape=(1, *shape), classes=1, channels=channels, strides=(2,) * len(channels),
                       num_res_units=1)
     return MirrorAntisymmetric(body)
+
+
+class MeanLogit(torch.nn.Module):
+    """An ensemble: the mean logit of its members (antisymmetric when every member is)."""
+
+    def __init__(self, members: list[torch.nn.Module]):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+
+
+def ensemble_size(state: dict[str, torch.Tensor]) -> int:
+    """Members of a `MeanLogit` state dict (0: the state of a single model)."""
+    return len({key.split(".")[1] for key in state if key.startswith("members.")})

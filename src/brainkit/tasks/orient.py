@@ -8,6 +8,7 @@ mirroring as the label. Everything is read from the header's world axes, never f
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from brainkit.explain.gradcam import gradcam
 from brainkit.io import Scan, load
 from brainkit.io.write import write_csv, write_nifti
 from brainkit.metrics import auroc
-from brainkit.nets.mirror import mirror_classifier
+from brainkit.nets.mirror import MeanLogit, ensemble_size, mirror_classifier
 from brainkit.report.figures import save_overlay
 from brainkit.runtime import console, resolve_device
 from brainkit.spatial import NEAREST, Geometry, Grid, Realign, foreground_bbox
@@ -36,8 +37,9 @@ from brainkit.synth.spatial import (
     uniform,
 )
 from brainkit.tasks import Task
+from brainkit.train.loop import checkpoint_step
 from brainkit.train.recipe import add_train_options, train_and_save
-from brainkit.weights import FOLDER, load_weights
+from brainkit.weights import FOLDER, load_weights, read_state, save_weights
 
 SPACING = 3.0
 SHAPE = (64, 64, 64)
@@ -64,8 +66,17 @@ def prepare(scan: Scan) -> tuple[torch.Tensor, Geometry]:
 
 
 def load_model(path: Path = WEIGHTS, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The bundled orient network (fp16 weights, run in fp32); a training checkpoint works too."""
-    return load_weights(mirror_classifier(SHAPE), path, "orient", device)
+    """The bundled orient network (fp16 weights, run in fp32): the ensemble of the cross-validation fold models;
+    a single model's weights or training checkpoint work too."""
+    state = read_state(path, "orient")
+    members = ensemble_size(state)
+    model = MeanLogit([mirror_classifier(SHAPE) for _ in range(members)]) if members else mirror_classifier(SHAPE)
+    return load_weights(model, path, "orient", device, state)
+
+
+def members(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The single models inside an ensemble (or the model itself)."""
+    return list(model.members) if isinstance(model, MeanLogit) else [model]
 
 
 def decide(p_flipped: float, band: tuple[float, float] = UNCERTAIN_BAND) -> str:
@@ -91,11 +102,11 @@ def p_flipped(tensor: torch.Tensor, model: torch.nn.Module) -> float:
 def explain(tensor: torch.Tensor, geometry: Geometry, model: torch.nn.Module) -> np.ndarray:
     """Grad-CAM of both reads (the image and its mirror, mapped back), on the input's own grid.
 
-    The score is h(x) - h(mirror x), so the map sums h's Grad-CAM on x and, mirrored back, on mirror x.
+    The score is h(x) - h(mirror x), so the map sums h's Grad-CAM on x and, mirrored back, on mirror x (and over
+    the members of an ensemble).
     """
-    direct = gradcam(model.body, tensor, CAM_LAYER)
-    mirrored = gradcam(model.body, tensor.flip(2), CAM_LAYER)[::-1]
-    heat = direct + mirrored
+    heat = sum(gradcam(member.body, tensor, CAM_LAYER) + gradcam(member.body, tensor.flip(2), CAM_LAYER)[::-1]
+               for member in members(model))
     heat = heat / max(float(heat.max()), 1e-6)
     return geometry.to_input_grid(np.ascontiguousarray(heat, dtype=np.float32))
 
@@ -155,6 +166,27 @@ def real_scans(data: Path, patterns: list[str]) -> list[Path]:
     return sorted({path for pattern in patterns for path in data.glob(pattern)})
 
 
+MULTI_SCAN_FOLDERS = ("pairs_open_ms_mni", "pairs_open_ms_raw", "tumor_brats2013")  # a subfolder per person
+
+
+def subject_of(path: Path, data: Path) -> str:
+    """A key shared by the scans of one person: their folder where a folder holds one person's several scans."""
+    relative = path.relative_to(data)
+    if relative.parts[0] in MULTI_SCAN_FOLDERS or relative.parent.name == "colin27":
+        return str(relative.parent)
+    return "heads/allineate_T1" if relative.name.startswith("allineate_T1") else str(relative)
+
+
+def cross_validation_folds(data: Path, folds: int, seed: int = 0) -> list[tuple[list[Path], list[Path]]]:
+    """(training scans, held-out scans) per fold over all real scans, whole subjects held out together."""
+    scans = real_scans(data, REAL_TRAIN + REAL_VALIDATION)
+    subjects = sorted({subject_of(path, data) for path in scans})
+    order = np.random.default_rng(seed).permutation(len(subjects))
+    fold_of = {subjects[index]: rank % folds for rank, index in enumerate(order)}
+    return [([path for path in scans if fold_of[subject_of(path, data)] != fold],
+             [path for path in scans if fold_of[subject_of(path, data)] == fold]) for fold in range(folds)]
+
+
 def prepared_stack(paths: list[Path]) -> torch.Tensor:
     """(N, 1, 64, 64, 64) prepared tensors of the given scans."""
     return torch.cat([prepare(load(path))[0] for path in paths])
@@ -187,7 +219,7 @@ def symmetric_bank(bank: LabelBank) -> LabelBank:
     return bank
 
 
-def training_batches(data: Path, synth_per_batch: int, real_per_batch: int):
+def training_batches(data: Path, synth_per_batch: int, real_per_batch: int, real_paths: list[Path]):
     """`batch_for(step, generator)` mixing synthetic heads from the label maps with augmented real scans."""
     maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
     bank = symmetric_bank(LabelBank.from_files(maps, spacing=SPACING, shape=SHAPE))
@@ -195,7 +227,7 @@ def training_batches(data: Path, synth_per_batch: int, real_per_batch: int):
                          deform_std=REAL_WARP_STD, deform_spacing=WARP_SPACING, thick_max=2.0, blur_max=0.8,
                          strip_prob=0.5)
     engine = SynthEngine(bank, config)
-    real = prepared_stack(real_scans(data, REAL_TRAIN))
+    real = prepared_stack(real_paths)
     console.print(f"orient training: {len(maps)} label maps, {len(real)} real training scans")
 
     def batch_for(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,10 +244,10 @@ def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    data = Path(args.data)
-    model = mirror_classifier(SHAPE)
-    validation = prepared_stack(real_scans(data, REAL_VALIDATION))
+def fit(args: argparse.Namespace, train_paths: list[Path], validation_paths: list[Path],
+        best_metric: str | None = None) -> Path:
+    """Train one model on synthetic heads and `train_paths`, validating on `validation_paths`."""
+    validation = prepared_stack(validation_paths)
 
     def validate(net: torch.nn.Module) -> dict[str, float]:
         logits = net(validation)
@@ -223,8 +255,38 @@ def run_train(args: argparse.Namespace) -> int:
         return {"val_accuracy": float((logits < 0).float().mean()), "val_min_margin": float((-logits).min()),
                 "val_log_likelihood": log_likelihood}
 
-    train_and_save("orient", model, training_batches(data, args.synth, args.real), bce, args, validate,
-                   best_metric="val_log_likelihood")
+    batches = training_batches(Path(args.data), args.synth, args.real, train_paths)
+    return train_and_save("orient", mirror_classifier(SHAPE), batches, bce, args, validate, best_metric=best_metric)
+
+
+def train_cross_validation(args: argparse.Namespace) -> int:
+    """One model per subject-wise fold, trained to the same step (no pick by held-out score); then the held-out
+    predictions of every fold are scored (`cv_evaluation*.csv`) and the fold models saved as one ensemble."""
+    data, out = Path(args.data), Path(args.output)
+    deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
+    models, rows = [], []
+    for fold, (train_paths, held_out) in enumerate(cross_validation_folds(data, args.folds)):
+        fold_out = out / f"fold_{fold}"
+        if checkpoint_step(fold_out / "checkpoint.pt") < args.steps:
+            minutes = None if deadline is None else (deadline - time.monotonic()) / 60
+            fit(argparse.Namespace(**{**vars(args), "output": str(fold_out), "max_minutes": minutes,
+                                      "seed": args.seed + fold}), train_paths, held_out)
+            if checkpoint_step(fold_out / "checkpoint.pt") < args.steps:
+                return 0  # the time limit: rerun to resume
+        models.append(load_model(fold_out / "orient.pt"))
+        rows += evaluation_rows([(str(path), p_flipped(prepare(load(path))[0], models[-1])) for path in held_out])
+    console.print(f"cross-validation over {args.folds} folds (held-out subjects):")
+    report(rows, out, "cv_evaluation")
+    save_weights(MeanLogit(models), out / "orient.pt")
+    console.print(f"wrote {out / 'orient.pt'} (the {args.folds} fold models as one ensemble)")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    if args.folds:
+        return train_cross_validation(args)
+    data = Path(args.data)
+    fit(args, real_scans(data, REAL_TRAIN), real_scans(data, REAL_VALIDATION), best_metric="val_log_likelihood")
     return 0
 
 
@@ -232,6 +294,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_train_options(parser, "orient", steps=8000, lr=3e-4)
     parser.add_argument("--synth", type=int, default=4, help="synthetic heads per batch")
     parser.add_argument("--real", type=int, default=4, help="augmented real scans per batch")
+    parser.add_argument("--folds", type=int, default=0,
+                        help="subject-wise cross-validation over all real scans: one model per fold, held-out "
+                             "scores, and the fold models bundled as one ensemble (0: the fixed split in the code)")
 
 
 # ---- command line ------------------------------------------------------------------------------------------
@@ -272,31 +337,41 @@ def orient_metrics(rows: list[dict]) -> dict[str, float]:
     }
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
-    """Each scan as is (truth: ok) and mirrored (truth: flipped): accuracy, AUROC, uncertain rate, errors."""
-    model = load_model(Path(args.weights), device=resolve_device(args.device))
-    outcome = run_over_inputs(args.inputs, lambda scan: (str(scan.source), p_flipped(prepare(scan)[0], model)),
-                              "evaluating", args.quiet, args.verbose)
+def evaluation_rows(results: list[tuple[str, float]]) -> list[dict]:
+    """Each scan as acquired (truth: ok) and mirrored (truth: flipped, p = 1 - p: the model is exactly
+    antisymmetric), with the decision and whether it is correct."""
     rows = []
-    for source, p in outcome.results:
-        for mirrored, prob in ((False, p), (True, 1 - p)):  # the model is exactly antisymmetric
+    for source, p in results:
+        for mirrored, prob in ((False, p), (True, 1 - p)):
             decision = decide(prob)
             rows.append({"input": source, "mirrored": mirrored, "p_flipped": round(prob, 4), "decision": decision,
                          "correct": decision == ("flipped" if mirrored else "ok")})
-    if not rows:
-        print_failures(outcome.failures)
-        return 1
+    return rows
+
+
+def report(rows: list[dict], output: Path | None, name: str = "orient_evaluation") -> None:
+    """Print the metrics and every case not decided correctly; write `<name>.csv` and `<name>_summary.csv`."""
     metrics = orient_metrics(rows)
     console.print(" ".join(f"{key}={value}" for key, value in metrics.items()))
     for row in rows:
         if not row["correct"]:
             console.print(f"  {row['decision']:9s} p={row['p_flipped']:.3f} mirrored={row['mirrored']} {row['input']}")
-    if args.output:
-        write_csv(Path(args.output) / "orient_evaluation.csv", rows, list(rows[0]))
-        write_csv(Path(args.output) / "orient_evaluation_summary.csv",
-                  [{"metric": key, "value": value} for key, value in metrics.items()], ["metric", "value"])
+    if output:
+        write_csv(output / f"{name}.csv", rows, list(rows[0]))
+        write_csv(output / f"{name}_summary.csv", [{"metric": key, "value": value} for key, value in metrics.items()],
+                  ["metric", "value"])
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Each scan as is (truth: ok) and mirrored (truth: flipped): accuracy, AUROC, uncertain rate, errors."""
+    model = load_model(Path(args.weights), device=resolve_device(args.device))
+    outcome = run_over_inputs(args.inputs, lambda scan: (str(scan.source), p_flipped(prepare(scan)[0], model)),
+                              "evaluating", args.quiet, args.verbose)
+    rows = evaluation_rows(outcome.results)
+    if rows:
+        report(rows, Path(args.output) if args.output else None)
     print_failures(outcome.failures)
-    return outcome.exit_code
+    return outcome.exit_code if rows else 1
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:

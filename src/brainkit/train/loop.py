@@ -61,6 +61,11 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     write_with(path, lambda tmp: torch.save(state, tmp))
 
 
+def checkpoint_step(path: Path) -> int:
+    """The step a checkpoint written by `save_checkpoint` had reached (0 when there is none)."""
+    return int(torch.load(path, map_location="cpu", weights_only=True)["step"]) if path.exists() else 0
+
+
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: object | None) -> int:
     """Restore a checkpoint written by `save_checkpoint`; return the step it had reached."""
