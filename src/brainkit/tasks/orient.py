@@ -221,15 +221,18 @@ def symmetric_bank(bank: LabelBank) -> LabelBank:
     return bank
 
 
-def training_batches(data: Path, synth_per_batch: int, real_per_batch: int, real_paths: list[Path]):
-    """`batch_for(step, generator)` mixing synthetic heads from the label maps with augmented real scans."""
+def synthetic_heads(data: Path) -> SynthEngine:
+    """The synth engine over the 15 label maps in their symmetric pose, with orient's augmentation ranges."""
     maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
     bank = symmetric_bank(LabelBank.from_files(maps, spacing=SPACING, shape=SHAPE))
     config = SynthConfig(shape=SHAPE, rotation_deg=4, scaling=0.08, shear=0.0, translation=2, deform_std=0.3,
                          deform_spacing=8, thick_max=2.0, blur_max=0.8)
-    engine = SynthEngine(bank, config)
-    real = prepared_stack(real_paths)
-    console.print(f"orient training: {len(maps)} label maps, {len(real)} real training scans")
+    return SynthEngine(bank, config)
+
+
+def training_batches(engine: SynthEngine, synth_per_batch: int, real_per_batch: int, real: torch.Tensor):
+    """`batch_for(step, generator)` mixing synthetic heads with augmented real scans (prepared tensors)."""
+    console.print(f"orient training: {len(engine.maps)} label maps, {len(real)} real training scans")
 
     def batch_for(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         engine.generator = generator
@@ -245,10 +248,10 @@ def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
 
 
-def fit(args: argparse.Namespace, train_paths: list[Path], validation_paths: list[Path],
+def fit(args: argparse.Namespace, engine: SynthEngine, real: torch.Tensor, validation: torch.Tensor,
         best_metric: str | None = None) -> Path:
-    """Train one model on synthetic heads and `train_paths`, validating on `validation_paths`."""
-    validation = prepared_stack(validation_paths)
+    """Train one model on synthetic heads and the prepared real scans `real`, validating on `validation` (scans
+    as acquired)."""
 
     def validate(net: torch.nn.Module) -> dict[str, float]:
         logits = net(validation)
@@ -256,7 +259,7 @@ def fit(args: argparse.Namespace, train_paths: list[Path], validation_paths: lis
         return {"val_accuracy": float((logits < 0).float().mean()), "val_min_margin": float((-logits).min()),
                 "val_log_likelihood": log_likelihood}
 
-    batches = training_batches(Path(args.data), args.synth, args.real, train_paths)
+    batches = training_batches(engine, args.synth, args.real, real)
     return train_and_save("orient", mirror_classifier(SHAPE), batches, bce, args, validate, best_metric=best_metric)
 
 
@@ -265,17 +268,24 @@ def train_cross_validation(args: argparse.Namespace) -> int:
     predictions of every fold are scored (`cv_evaluation*.csv`) and the fold models saved as one ensemble."""
     data, out = Path(args.data), Path(args.output)
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
+    folds = cross_validation_folds(data, args.folds)
+    scans = real_scans(data, REAL_TRAIN + REAL_VALIDATION)
+    tensor_of = dict(zip(scans, prepared_stack(scans)))  # each scan prepared once for every fold
+    engine = None
     models, rows = [], []
-    for fold, (train_paths, held_out) in enumerate(cross_validation_folds(data, args.folds)):
+    for fold, (train_paths, held_out) in enumerate(folds):
         fold_out = out / f"fold_{fold}"
         if checkpoint_step(fold_out / "checkpoint.pt") < args.steps:
+            engine = engine or synthetic_heads(data)
             minutes = None if deadline is None else (deadline - time.monotonic()) / 60
             fit(argparse.Namespace(**{**vars(args), "output": str(fold_out), "max_minutes": minutes,
-                                      "seed": args.seed + fold}), train_paths, held_out)
+                                      "seed": args.seed + fold}), engine,
+                torch.stack([tensor_of[path] for path in train_paths]),
+                torch.stack([tensor_of[path] for path in held_out]))
             if checkpoint_step(fold_out / "checkpoint.pt") < args.steps:
                 return 0  # the time limit: rerun to resume
         models.append(load_model(fold_out / "orient.pt"))
-        rows += evaluation_rows([(str(path), p_flipped(prepare(load(path))[0], models[-1])) for path in held_out])
+        rows += evaluation_rows([(str(path), p_flipped(tensor_of[path][None], models[-1])) for path in held_out])
     console.print(f"cross-validation over {args.folds} folds (held-out subjects):")
     report(rows, out, "cv_evaluation")
     save_weights(MeanLogit(models), out / "orient.pt")
@@ -287,7 +297,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.folds:
         return train_cross_validation(args)
     data = Path(args.data)
-    fit(args, real_scans(data, REAL_TRAIN), real_scans(data, REAL_VALIDATION), best_metric="val_log_likelihood")
+    fit(args, synthetic_heads(data), prepared_stack(real_scans(data, REAL_TRAIN)),
+        prepared_stack(real_scans(data, REAL_VALIDATION)), best_metric="val_log_likelihood")
     return 0
 
 
