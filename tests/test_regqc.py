@@ -88,3 +88,27 @@ def test_threshold_keeps_false_alarms_at_most_five_percent():
     threshold = regqc.choose_threshold(p, truth)
     assert np.mean(p[~truth] >= threshold) <= 0.05
     assert threshold == pytest.approx(0.7)  # 0.6 would raise a false alarm on 2 of 20 aligned pairs
+
+
+def test_moved_pair_moves_only_the_moving_image_by_the_asked_size():
+    volume = torch.from_numpy(blob_volume((32, 32, 32), noise=0.0).astype(np.float32))
+    pair = torch.stack([volume, volume])
+    rng = np.random.default_rng(0)
+    unmoved = regqc.moved_pair(pair, "shift", 0.0, rng)
+    assert torch.allclose(unmoved, pair, atol=1e-5)
+    moved = regqc.moved_pair(pair, "shift", 10.0, rng)
+    assert torch.equal(moved[0], pair[0])
+    # the centre of mass moves by 10 mm = 5 voxels of SPACING
+    axes = torch.meshgrid(*[torch.arange(32.0)] * 3, indexing="ij")
+    centre = [torch.stack([(v * a).sum() / v.sum() for a in axes]) for v in (moved[0], moved[1])]
+    assert float((centre[1] - centre[0]).norm()) == pytest.approx(10.0 / regqc.SPACING, abs=0.3)
+
+
+def test_evaluation_cases_cover_every_move_once():
+    seen = []
+    regqc.evaluation_cases(["a", "b"], lambda pair, kind, size: (pair, kind, size),
+                           lambda pair, moved, kind, size, truth: seen.append((pair, kind, size, truth)), "x", True)
+    assert len(seen) == 2 * (2 * len(regqc.MOVES_MM_OR_DEG) - 1)
+    assert ("a", "shift", 0.0, "aligned") in seen and ("b", "rotation", 1.0, "in between") in seen
+    assert ("a", "rotation", 0.0, "aligned") not in seen
+    assert all(truth == "misaligned" for _, _, size, truth in seen if size >= 2)
