@@ -99,15 +99,18 @@ def p_flipped(tensor: torch.Tensor, model: torch.nn.Module) -> float:
         return float(torch.sigmoid(model(tensor))[0])
 
 
-def explain(tensor: torch.Tensor, geometry: Geometry, model: torch.nn.Module) -> np.ndarray:
-    """Grad-CAM of both reads (the image and its mirror, mapped back), on the input's own grid.
+def explain(tensor: torch.Tensor, geometry: Geometry, model: torch.nn.Module, p: float) -> np.ndarray:
+    """Grad-CAM of the evidence for the decision taken (flipped if p >= 0.5, else ok), on the input's own grid.
 
-    The score is h(x) - h(mirror x), so the map sums h's Grad-CAM on x and, mirrored back, on mirror x (and over
-    the members of an ensemble).
+    The score is h(x) - h(mirror x) (averaged over an ensemble's members), so the evidence for "flipped" is h's
+    Grad-CAM on x plus, mirrored back, the Grad-CAM of -h on mirror x; for "ok" both signs swap. The raw maps
+    of every read are summed, then scaled to [0, 1] once.
     """
-    heat = sum(gradcam(member.body, tensor, CAM_LAYER) + gradcam(member.body, tensor.flip(2), CAM_LAYER)[::-1]
+    sign = 1.0 if p >= 0.5 else -1.0
+    heat = sum(gradcam(member.body, tensor, CAM_LAYER, sign, normalise=False)
+               + gradcam(member.body, tensor.flip(2), CAM_LAYER, -sign, normalise=False)[::-1]
                for member in members(model))
-    heat = heat / max(float(heat.max()), 1e-6)
+    heat = np.clip(heat, 0, None) / max(float(heat.max()), 1e-6)
     return geometry.to_input_grid(np.ascontiguousarray(heat, dtype=np.float32))
 
 
@@ -125,7 +128,7 @@ def process(scan: Scan, model: torch.nn.Module, out_dir: Path, device: torch.dev
     p = p_flipped(tensor.to(device), model)
     decision = decide(p)
     if want_explain:
-        heat = explain(tensor.to(device), geometry, model)
+        heat = explain(tensor.to(device), geometry, model, p)
         write_nifti(scan.output_path(out_dir, "_gradcam"), heat, scan.affine, scan.header)
         save_overlay(scan.data, heat * (heat > 0.2), scan.affine, scan.output_path(out_dir, "_gradcam", ".png"),
                      title=f"{scan.stem}: {decision} (p_flipped={p:.3f})")
