@@ -34,7 +34,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     table = markdown_table(["moving", "fixed", "moving shape", "slices judged", "seconds"], rows)
     write_section("regqc", f"## Registration QC (`python benchmarks/regqc.py`)\n\n{machine()}. Seconds per pair, "
-                           f"load to decision (both images read, moving resampled onto the fixed 2 mm box through "
+                           f"load to decision (both images read, moving resampled onto the fixed 1 mm box through "
                            f"the headers, every informative slice on three axes judged).\n\n{table}\n")
     print(table)
 

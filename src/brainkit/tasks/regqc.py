@@ -40,7 +40,7 @@ SHAPE = (96, 96, 96)
 MIN_FOREGROUND = 0.1  # slices with less head than this (in either image) are not judged
 SHIFT_UNIT_MM = 10.0  # the network's shift output is in units of 10 mm
 WEIGHTS = FOLDER / "regqc.pt"
-THRESHOLD = 0.51  # image-wise p_misaligned from here on -> misaligned (chosen on synthetic validation, model card)
+THRESHOLD = 0.52  # image-wise p_misaligned from here on -> misaligned (chosen on synthetic validation, model card)
 COLUMNS = ["fixed", "moving", "p_misaligned", "decision", "est_shift_mm"]
 SLICE_COLUMNS = ["fixed", "moving", "axis", "slice", "p_misaligned"]
 
