@@ -57,6 +57,11 @@ def write_csv(target: str | Path, rows: Iterable[Mapping[str, object]], columns:
     return write_with(target, writer)
 
 
+def write_metrics(target: str | Path, summary: Mapping[str, object]) -> Path:
+    """Write a summary {metric: value} as a two-column CSV (`metric`, `value`), atomically."""
+    return write_csv(target, [{"metric": key, "value": value} for key, value in summary.items()], ["metric", "value"])
+
+
 def write_json(target: str | Path, payload: object) -> Path:
     """Write JSON (indented, keys in given order), atomically."""
     return write_with(target, lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n"))

@@ -30,7 +30,7 @@ from brainkit.batch import describe_error, print_failures, progress_bar
 from brainkit.errors import BadInputError, BrainkitError
 from brainkit.io import Scan
 from brainkit.io.discover import discover, load_item
-from brainkit.io.write import write_csv, write_nifti, write_with
+from brainkit.io.write import write_csv, write_metrics, write_nifti, write_with
 from brainkit.runtime import console, resolve_device
 from brainkit.spatial import Geometry, Grid, foreground_bbox
 from brainkit.tasks import Task
@@ -508,7 +508,7 @@ def run_train(args: argparse.Namespace) -> int:
     summary = cross_validate(config, examples, inputs, args, out) if args.folds > 1 else None
     if summary:
         console.print(" ".join(f"{key}={value}" for key, value in summary.items()))
-        write_csv(out / "cv_summary.csv", [{"metric": k, "value": v} for k, v in summary.items()], ["metric", "value"])
+        write_metrics(out / "cv_summary.csv", summary)
     model = fit(config, inputs, [e.label for e in examples], args, out / "final")
     (out / "final" / "classify.pt").replace(out / WEIGHTS)
     config.save(out)

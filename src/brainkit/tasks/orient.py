@@ -18,7 +18,7 @@ import torch
 from brainkit.batch import print_failures, run_over_inputs
 from brainkit.explain.gradcam import gradcam
 from brainkit.io import Scan, load
-from brainkit.io.write import write_csv, write_nifti
+from brainkit.io.write import write_csv, write_metrics, write_nifti
 from brainkit.metrics import auroc
 from brainkit.nets.mirror import MeanLogit, ensemble_size, mirror_classifier
 from brainkit.report.figures import save_overlay
@@ -373,8 +373,7 @@ def report(rows: list[dict], output: Path | None, name: str = "orient_evaluation
             console.print(f"  {row['decision']:9s} p={row['p_flipped']:.3f} mirrored={row['mirrored']} {row['input']}")
     if output:
         write_csv(output / f"{name}.csv", rows, list(rows[0]))
-        write_csv(output / f"{name}_summary.csv", [{"metric": key, "value": value} for key, value in metrics.items()],
-                  ["metric", "value"])
+        write_metrics(output / f"{name}_summary.csv", metrics)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

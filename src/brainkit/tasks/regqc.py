@@ -24,7 +24,7 @@ from brainkit.batch import Failure, describe_error, print_failures, progress_bar
 from brainkit.errors import BrainkitError
 from brainkit.io import Scan, load
 from brainkit.io.itk import read_itk_affine
-from brainkit.io.write import write_csv, write_with
+from brainkit.io.write import write_csv, write_metrics, write_with
 from brainkit.metrics import auroc, binary_scores
 from brainkit.runtime import console, resolve_device
 from brainkit.spatial import Geometry, Grid, foreground_bbox, resample_to_grid
@@ -468,8 +468,7 @@ def write_evaluation(rows: list[dict], summary: dict, output: str | None, name: 
     if output:
         out = Path(output)
         write_csv(out / f"{name}.csv", rows, list(rows[0]))
-        write_csv(out / f"{name}_summary.csv", [{"metric": k, "value": v} for k, v in summary.items()],
-                  ["metric", "value"])
+        write_metrics(out / f"{name}_summary.csv", summary)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

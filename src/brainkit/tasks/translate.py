@@ -20,7 +20,7 @@ from monai.networks.nets import UNet
 
 from brainkit.batch import print_failures, run_over_inputs
 from brainkit.io import Scan, load
-from brainkit.io.write import write_csv, write_nifti
+from brainkit.io.write import write_csv, write_metrics, write_nifti
 from brainkit.report.figures import save_montage
 from brainkit.runtime import console, resolve_device
 from brainkit.spatial import NEAREST, Geometry, Grid
@@ -343,8 +343,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.output:
         out = Path(args.output)
         write_csv(out / "translate_evaluation.csv", rows, ["slice", "mae", "mse", "ssim", "psnr"])
-        write_csv(out / "translate_evaluation_summary.csv", [{"metric": k, "value": v} for k, v in summary.items()],
-                  ["metric", "value"])
+        write_metrics(out / "translate_evaluation_summary.csv", summary)
         source = load(args.input) if args.input else None
         panels = [("input", source.data, source.affine)] if source else []
         panels += [("synthetic", prediction.data, prediction.affine), ("true", truth.data, truth.affine)]
