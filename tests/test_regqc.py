@@ -51,15 +51,29 @@ def test_world_move_has_the_asked_size():
 
 def test_aggregate_and_metrics():
     assert regqc.aggregate(np.array([0.0, 0.1, 0.9, 1.0])) == pytest.approx(0.95)
-    rows = [{"kind": "shift", "size": 0.0, "truth": "aligned", "decision": "aligned"},
-            {"kind": "shift", "size": 2.0, "truth": "misaligned", "decision": "misaligned"},
-            {"kind": "rotation", "size": 2.0, "truth": "misaligned", "decision": "aligned"},
-            {"kind": "shift", "size": 1.0, "truth": "in between", "decision": "misaligned"}]
+    rows = [{"kind": "shift", "size": 0.0, "truth": "aligned", "decision": "aligned", "p_misaligned": 0.3},
+            {"kind": "shift", "size": 2.0, "truth": "misaligned", "decision": "misaligned", "p_misaligned": 0.9},
+            {"kind": "rotation", "size": 2.0, "truth": "misaligned", "decision": "aligned", "p_misaligned": 0.2},
+            {"kind": "shift", "size": 1.0, "truth": "in between", "decision": "misaligned", "p_misaligned": 0.8}]
     metrics = regqc.regqc_metrics(rows, [("aligned", 0.1), ("misaligned", 0.9), ("misaligned", 0.2)])
     assert metrics["image_precision"] == 1.0 and metrics["image_recall"] == 0.5
     assert metrics["false_alarm_rate"] == 0.0
+    assert metrics["auroc"] == 0.5  # the 2 degree pair scores below the aligned one; the 1 mm one is left out
     assert metrics["detected_shift_2"] == 1.0 and metrics["detected_rotation_2"] == 0.0
     assert metrics["slice_f1"] == pytest.approx(2 / 3, abs=1e-4)
+
+
+def test_moving_image_outside_the_fixed_head_is_misaligned_for_certain(tmp_path):
+    data = blob_volume((60, 60, 60), noise=0.0)
+    affine = np.diag([regqc.SPACING] * 3 + [1.0])
+    far = affine.copy()
+    far[0, 3] = 500.0  # the header places the moving image half a metre away
+    result = regqc.predict_pair(scan(data, affine), scan(data, far), regqc.build_model().eval())
+    assert (result.p_misaligned, result.decision, result.slices) == (1.0, "misaligned", [])
+    assert regqc.shift_text(result) == "no overlap"
+    assert regqc.save_pair_picture(result, tmp_path / "far.png").stat().st_size > 0
+    with pytest.raises(regqc.BrainkitError, match="blank"):
+        regqc.predict_pair(scan(np.zeros_like(data), affine), scan(data, affine), regqc.build_model().eval())
 
 
 def test_pairs_csv_resolves_relative_paths(tmp_path):

@@ -104,7 +104,8 @@ def foreground_fractions(volume: torch.Tensor, axis: int) -> torch.Tensor:
 
 
 def slices_of(pair: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    """Every slice on the three axes where both images hold enough head: (N, 2, 96, 96) and (axis, index)."""
+    """Every slice on the three axes where both images hold enough head: (N, 2, 96, 96) and (axis, index);
+    none (N = 0) when the headers place the moving image outside the fixed head's box."""
     images, where = [], []
     for axis in range(3):
         enough = torch.minimum(foreground_fractions(pair[0], axis), foreground_fractions(pair[1], axis))
@@ -112,7 +113,7 @@ def slices_of(pair: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int]]]:
             images.append(pair.select(axis + 1, index))
             where.append((axis, index))
     if not images:
-        raise BrainkitError(None, "no slice holds enough of both images: do they overlap at all?")
+        return pair.new_zeros((0, 2, *SHAPE[:2])), []
     return torch.stack(images), where
 
 
@@ -140,7 +141,8 @@ def slice_outputs(pair: torch.Tensor, model: torch.nn.Module, device: torch.devi
     """Per-slice p_misaligned and shift estimate (mm) of a prepared (2, X, Y, Z) pair, and the slices' places."""
     images, where = slices_of(pair)
     with torch.no_grad():
-        outputs = torch.cat([model(images[i : i + batch].to(device)).cpu() for i in range(0, len(images), batch)])
+        outputs = torch.cat([model(images[i : i + batch].to(device)).cpu() for i in range(0, len(images), batch)]
+                            or [torch.zeros(0, 2)])
     return torch.sigmoid(outputs[:, 0]).numpy(), outputs[:, 1].clamp(min=0).numpy() * SHIFT_UNIT_MM, where
 
 
@@ -149,13 +151,29 @@ def predict_pair(fixed: Scan, moving: Scan, model: torch.nn.Module, device: torc
     """Judge one pair; slice-wise probabilities, image-wise decision and an estimate of the shift in mm."""
     pair, _ = prepare_pair(fixed, moving)
     probabilities, shifts, where = slice_outputs(pair, model, device)
-    p = aggregate(probabilities)
     names = (str(fixed.source), str(moving.source))
+    if not where:
+        return no_overlap_result(pair, names, fixed.source)
+    p = aggregate(probabilities)
     rows = [{"fixed": names[0], "moving": names[1], "axis": "xyz"[a], "slice": k, "p_misaligned": round(float(q), 4)}
             for (a, k), q in zip(where, probabilities)]
     worst = [where[i] for i in np.argsort(-probabilities)[:3]]
     return PairResult(names[0], names[1], round(p, 4), "misaligned" if p >= THRESHOLD else "aligned",
                       round(float(np.median(shifts)), 2), rows, pair, worst)
+
+
+def no_overlap_result(pair: torch.Tensor, names: tuple[str, str], fixed_source: Path | None) -> PairResult:
+    """Misaligned for certain when the headers place the moving image where the fixed head is not (no slice
+    holds both); an error when the fixed image itself shows no head."""
+    if not any(bool((foreground_fractions(pair[0], axis) >= MIN_FOREGROUND).any()) for axis in range(3)):
+        raise BrainkitError(fixed_source, "the fixed image shows no head to compare against: is it blank?")
+    centre = [(axis, SHAPE[axis] // 2) for axis in range(3)]
+    return PairResult(names[0], names[1], 1.0, "misaligned", float("nan"), [], pair, centre)
+
+
+def shift_text(result: PairResult) -> str:
+    """The shift estimate in words: 'about N mm', or 'no overlap' when the images do not meet at all."""
+    return "no overlap" if np.isnan(result.est_shift_mm) else f"about {result.est_shift_mm:.1f} mm"
 
 
 def save_pair_picture(result: PairResult, target: Path) -> Path:
@@ -171,10 +189,10 @@ def save_pair_picture(result: PairResult, target: Path) -> Path:
         gy, gx = np.gradient(moving)
         edges = np.hypot(gx, gy)
         ax.imshow(fixed, cmap="gray")
-        ax.imshow(np.ma.masked_less(edges, np.percentile(edges, 92)), cmap="autumn", alpha=0.8)
+        ax.imshow(np.ma.masked_less_equal(edges, max(np.percentile(edges, 92), 1e-6)), cmap="autumn", alpha=0.8)
         ax.set_title(f"axis {'xyz'[axis]}, slice {index}", fontsize=8)
         ax.set_axis_off()
-    fig.suptitle(f"misaligned (p={result.p_misaligned:.2f}, about {result.est_shift_mm:.0f} mm): "
+    fig.suptitle(f"misaligned (p={result.p_misaligned:.2f}, {shift_text(result)}): "
                  f"{Path(result.moving).name} on {Path(result.fixed).name}", fontsize=8)
     fig.tight_layout()
     write_with(target, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
@@ -350,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("brainkit regqc: give --fixed F --moving M, or --pairs PAIRS.csv")
     results, failures = regqc(pairs, args.output, args.device, args.quiet, args.verbose)
     for result in results:
-        console.print(f"{result.decision:10s} p={result.p_misaligned:.3f} ~{result.est_shift_mm:.1f} mm  "
+        console.print(f"{result.decision:10s} p={result.p_misaligned:.3f} {shift_text(result)}  "
                       f"{result.moving} -> {result.fixed}")
     print_failures(failures)
     return 1 if failures else 0
@@ -454,9 +472,7 @@ def evaluate_synthetic(args: argparse.Namespace, model: torch.nn.Module) -> int:
         row["decision"] = "misaligned" if row["p_misaligned"] >= threshold else "aligned"
     slice_rows = [(row["truth"], float(q)) for row, probabilities in cases for q in probabilities]
     rows = [row for row, _ in cases]
-    summary = {"threshold": round(threshold, 4), **regqc_metrics(rows, slice_rows),
-               "auroc": round(auroc(np.array([r["p_misaligned"] for r in judged]),
-                                    np.array([r["truth"] == "misaligned" for r in judged])), 4)}
+    summary = {"threshold": round(threshold, 4), **regqc_metrics(rows, slice_rows)}
     write_evaluation(rows, summary, args.output, "regqc_synthetic")
     return 0
 
@@ -506,8 +522,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def regqc_metrics(rows: list[dict], slice_rows: list[tuple[str, float]]) -> dict[str, float]:
-    """Image-wise F1/precision/recall (aligned vs >= 2 mm or degrees), false-alarm rate, detection rate by
-    size and kind, and slice-wise F1 (slices inherit their pair's truth; 1 mm/1 degree pairs left out)."""
+    """Image-wise F1/precision/recall (aligned vs >= 2 mm or degrees), false-alarm rate, AUROC of p_misaligned,
+    detection rate by size and kind, and slice-wise F1 (slices inherit their pair's truth; 1 mm/1 degree pairs
+    left out)."""
     judged = [r for r in rows if r["truth"] != "in between"]
     predicted = np.array([r["decision"] == "misaligned" for r in judged])
     truth = np.array([r["truth"] == "misaligned" for r in judged])
@@ -515,7 +532,8 @@ def regqc_metrics(rows: list[dict], slice_rows: list[tuple[str, float]]) -> dict
     aligned = [r for r in rows if r["truth"] == "aligned"]
     summary = {"pairs": len(rows), "image_f1": round(scores["f1"], 4),
                "image_precision": round(scores["precision"], 4), "image_recall": round(scores["recall"], 4),
-               "false_alarm_rate": round(float(np.mean([r["decision"] == "misaligned" for r in aligned])), 4)}
+               "false_alarm_rate": round(float(np.mean([r["decision"] == "misaligned" for r in aligned])), 4),
+               "auroc": round(auroc(np.array([r["p_misaligned"] for r in judged]), truth), 4)}
     for kind in ("shift", "rotation"):
         for size in MOVES_MM_OR_DEG[1:]:
             chosen = [r for r in rows if r["kind"] == kind and r["size"] == size]
