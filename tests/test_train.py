@@ -7,6 +7,7 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -102,3 +103,20 @@ def test_checkpoint_step_reads_the_step_or_zero(tmp_path):
     assert checkpoint_step(tmp_path / "none.pt") == 0
     save_checkpoint(tmp_path / "c.pt", model, torch.optim.Adam(model.parameters()), None, 37)
     assert checkpoint_step(tmp_path / "c.pt") == 37
+
+
+def test_cosine_schedule_decays_to_zero_and_refuses_a_job_with_its_own(tmp_path):
+    import argparse
+
+    from brainkit.train.recipe import add_train_options, train_and_save
+
+    parser = argparse.ArgumentParser()
+    add_train_options(parser, "toy", steps=10, lr=0.05)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(["-o", str(tmp_path), "--schedule", "cosine"])
+    train_and_save("toy", toy_model(), toy_batches, bce, args, every=(5, 5, 0))
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert lrs[0] < 0.05 and lrs[-1] < 1e-9  # half-way down at step 5, zero at the last step
+    with pytest.raises(SystemExit, match="own learning-rate schedule"):
+        train_and_save("toy", toy_model(), toy_batches, bce, args, scheduler_for=torch.optim.lr_scheduler.StepLR)

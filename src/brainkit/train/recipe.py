@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,13 +16,15 @@ from brainkit.weights import load_weights, save_weights
 
 
 def add_train_options(parser: argparse.ArgumentParser, job: str, steps: int, lr: float) -> None:
-    """--data, -o/--output, --steps, --lr, --max-minutes, --init, --bf16 for `brainkit train <job>`."""
+    """--data, -o/--output, --steps, --lr, --max-minutes, --init, --schedule, --bf16 for `brainkit train <job>`."""
     parser.add_argument("--data", default="../shared/data", help="the shared data folder")
     parser.add_argument("-o", "--output", default=f"runs/{job}", help="checkpoint, log and final weights")
     parser.add_argument("--steps", type=int, default=steps, help="optimiser steps in all (resumes where it stopped)")
     parser.add_argument("--lr", type=float, default=lr, help="Adam learning rate")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed, resumable) after this")
     parser.add_argument("--init", help="start from these weights (e.g. the bundled ones) when there is no checkpoint")
+    parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                        help="learning rate: constant, or cosine decay from --lr to zero at --steps (fine-tuning)")
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 mixed precision (1.2-1.5x faster 3D steps on CPUs with AVX512-BF16, and GPUs)")
 
@@ -51,6 +54,10 @@ def train_and_save(job: str, model: torch.nn.Module, batch_for: BatchFn,
 
     `every`: checkpoint, log and validation intervals in steps; `scheduler_for` builds a learning-rate scheduler.
     """
+    if args.schedule == "cosine":
+        if scheduler_for is not None:
+            raise SystemExit(f"brainkit train {job}: this job has its own learning-rate schedule; leave out --schedule")
+        scheduler_for = functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=args.steps)
     out = Path(args.output)
     if args.init and not (out / "checkpoint.pt").exists():
         load_weights(model, Path(args.init), job).train()
