@@ -140,9 +140,10 @@ def slice_outputs(pair: torch.Tensor, model: torch.nn.Module, device: torch.devi
                   batch: int = 64) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
     """Per-slice p_misaligned and shift estimate (mm) of a prepared (2, X, Y, Z) pair, and the slices' places."""
     images, where = slices_of(pair)
+    if not where:
+        return np.empty(0), np.empty(0), where
     with torch.no_grad():
-        outputs = torch.cat([model(images[i : i + batch].to(device)).cpu() for i in range(0, len(images), batch)]
-                            or [torch.zeros(0, 2)])
+        outputs = torch.cat([model(images[i : i + batch].to(device)).cpu() for i in range(0, len(images), batch)])
     return torch.sigmoid(outputs[:, 0]).numpy(), outputs[:, 1].clamp(min=0).numpy() * SHIFT_UNIT_MM, where
 
 
