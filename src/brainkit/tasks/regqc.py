@@ -39,8 +39,12 @@ SPACING = 1.0  # 1 mm: at 2 mm (the first models) 2-3 mm misalignments of real p
 SHAPE = (96, 96, 96)
 MIN_FOREGROUND = 0.1  # slices with less head than this (in either image) are not judged
 SHIFT_UNIT_MM = 10.0  # the network's shift output is in units of 10 mm
+# Aligned pairs keep up to this shift (mm) and rotation (degrees): together they move no voxel within 50 mm of
+# the centre by 1 mm or more, the issue's "under 1 mm". At 1 mm and 1 degree each they reached 2 mm, as far as the
+# smallest misalignment moves, and 2 degree rotations went undetected (model card).
+ALIGNED_RESIDUAL = 0.5
 WEIGHTS = FOLDER / "regqc.pt"
-THRESHOLD = 0.52  # image-wise p_misaligned from here on -> misaligned (chosen on synthetic validation, model card)
+THRESHOLD = 0.41  # image-wise p_misaligned from here on -> misaligned (chosen on synthetic validation, model card)
 COLUMNS = ["fixed", "moving", "p_misaligned", "decision", "est_shift_mm"]
 SLICE_COLUMNS = ["fixed", "moving", "axis", "slice", "p_misaligned"]
 
@@ -275,11 +279,12 @@ def draw_pairs(engine: SynthEngine, count: int, generator: torch.Generator, log_
                misaligned_prob: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, 2, X, Y, Z) fixed/moving images, their relative transforms, and whether each is misaligned
     (>= 2 mm or 2 degrees); sizes up to 20 mm / 20 degrees, uniform or (`log_sizes`) log-uniform. Aligned pairs
-    carry what a good registration leaves: under 1 mm and 1 degree, and a warp of about 0.5 mm."""
+    carry what a good registration leaves: up to ALIGNED_RESIDUAL mm and degrees, and a warp of about 0.5 mm."""
     engine.generator = generator
     fixed, moving, relative, misaligned = engine.generate_pair(
         count, misaligned_prob=misaligned_prob, max_shift=20 / SPACING, min_shift=2 / SPACING, max_rotation_deg=20,
-        min_rotation_deg=2, aligned_shift=1.0 / SPACING, aligned_rotation_deg=1.0, warp_std=0.5, log_sizes=log_sizes,
+        min_rotation_deg=2, aligned_shift=ALIGNED_RESIDUAL / SPACING, aligned_rotation_deg=ALIGNED_RESIDUAL,
+        warp_std=0.5, log_sizes=log_sizes,
         aligned_warp_std=0.5 / SPACING)
     return torch.cat([fixed.image, moving.image], dim=1), relative, misaligned
 
