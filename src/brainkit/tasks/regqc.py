@@ -284,8 +284,7 @@ def draw_pairs(engine: SynthEngine, count: int, generator: torch.Generator, log_
     fixed, moving, relative, misaligned = engine.generate_pair(
         count, misaligned_prob=misaligned_prob, max_shift=20 / SPACING, min_shift=2 / SPACING, max_rotation_deg=20,
         min_rotation_deg=2, aligned_shift=ALIGNED_RESIDUAL / SPACING, aligned_rotation_deg=ALIGNED_RESIDUAL,
-        warp_std=0.5, log_sizes=log_sizes,
-        aligned_warp_std=0.5 / SPACING)
+        warp_std=0.5, log_sizes=log_sizes, aligned_warp_std=0.5 / SPACING)
     return torch.cat([fixed.image, moving.image], dim=1), relative, misaligned
 
 
