@@ -44,7 +44,7 @@ SHIFT_UNIT_MM = 10.0  # the network's shift output is in units of 10 mm
 # smallest misalignment moves, and 2 degree rotations went undetected (model card).
 ALIGNED_RESIDUAL = 0.5
 WEIGHTS = FOLDER / "regqc.pt"
-THRESHOLD = 0.41  # image-wise p_misaligned from here on -> misaligned (chosen on synthetic validation, model card)
+THRESHOLD = 0.44  # image-wise p_misaligned from here on -> misaligned (chosen on synthetic validation, model card)
 COLUMNS = ["fixed", "moving", "p_misaligned", "decision", "est_shift_mm"]
 SLICE_COLUMNS = ["fixed", "moving", "axis", "slice", "p_misaligned"]
 
