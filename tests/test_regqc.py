@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from brainkit.io import Scan
+from brainkit.synth import SynthConfig, SynthEngine
+from brainkit.synth.spatial import identity_grid
 from brainkit.tasks import regqc
 from tests.conftest import blob_volume
 
@@ -90,17 +92,21 @@ def test_synthetic_training_batch_has_slices_and_targets(shared_data):
         images, targets = batch_for(step, torch.Generator().manual_seed(step))
         assert images.shape == (18, 2, 96, 96)
         assert set(targets[:, 0].tolist()) <= {0.0, 1.0}
+        misaligned = targets[:, 0] > 0.5
         shift_mm = targets[:, 1] * regqc.SHIFT_UNIT_MM
+        # aligned pairs: the residual shift plus what the residual rotation moves a point 90 mm from the centre
+        residual = regqc.ALIGNED_RESIDUAL
+        assert torch.all(shift_mm[~misaligned] < residual * regqc.SPACING + np.radians(residual) * 90)
         assert torch.all(shift_mm >= 0)
 
 
 def test_aligned_pairs_move_no_voxel_near_the_centre_by_a_millimetre():
-    engine = regqc.SynthEngine(None, regqc.SynthConfig(shape=regqc.SHAPE))
+    engine = SynthEngine(None, SynthConfig(shape=regqc.SHAPE))
     _, relative, misaligned = regqc.draw_pairs(engine, 6, torch.Generator().manual_seed(3), misaligned_prob=0.0)
     assert not misaligned.any()
     moved_mm = regqc.displacement_mm(relative, regqc.SHAPE)
     centre = (torch.tensor(regqc.SHAPE) - 1) / 2
-    radius = (regqc.identity_grid(regqc.SHAPE) - centre.view(3, 1, 1, 1)).norm(dim=0) * regqc.SPACING
+    radius = (identity_grid(regqc.SHAPE) - centre.view(3, 1, 1, 1)).norm(dim=0) * regqc.SPACING
     within = moved_mm[:, radius <= 50]
     assert float(within.max()) < 1.0  # the "aligned: under 1 mm"
     assert float(within.max()) > 0.05  # yet a registration's residual, not a perfect match
