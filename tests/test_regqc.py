@@ -21,7 +21,7 @@ def test_pair_meets_through_the_headers():
     data = blob_volume((60, 60, 60), noise=0.0)
     affine = np.diag([regqc.SPACING] * 3 + [1.0])  # the blob fits in the box whatever the grid
     same, _ = regqc.prepare_pair(scan(data, affine), scan(data, affine))
-    assert same.shape == (2, 96, 96, 96)
+    assert same.shape == (2, *regqc.SHAPE)
     assert torch.allclose(same[0], same[1], atol=1e-5)
     moved = affine.copy()
     moved[0, 3] = 10.0  # the header places the moving image 10 mm to the right
@@ -90,13 +90,13 @@ def test_synthetic_training_batch_has_slices_and_targets(shared_data):
     batch_for = regqc.training_batches(shared_data, pairs_per_step=2, slices_per_axis=3)
     for step in (1, 2):  # brain label maps, then random shapes
         images, targets = batch_for(step, torch.Generator().manual_seed(step))
-        assert images.shape == (18, 2, 96, 96)
+        assert images.shape == (18, 2, *regqc.SHAPE[:2])
         assert set(targets[:, 0].tolist()) <= {0.0, 1.0}
         misaligned = targets[:, 0] > 0.5
         shift_mm = targets[:, 1] * regqc.SHIFT_UNIT_MM
-        # aligned pairs: the residual shift plus what the residual rotation moves a point 90 mm from the centre
-        residual = regqc.ALIGNED_RESIDUAL
-        assert torch.all(shift_mm[~misaligned] < residual * regqc.SPACING + np.radians(residual) * 90)
+        # aligned pairs: the residual shift plus what the residual rotation moves the box's corners
+        residual, corner_mm = regqc.ALIGNED_RESIDUAL, np.linalg.norm(regqc.SHAPE) / 2 * regqc.SPACING
+        assert torch.all(shift_mm[~misaligned] < residual * regqc.SPACING + np.radians(residual) * corner_mm)
         assert torch.all(shift_mm >= 0)
 
 
