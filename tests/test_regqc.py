@@ -142,3 +142,21 @@ def test_evaluation_cases_cover_every_move_once():
     assert ("a", "shift", 0.0, "aligned") in seen and ("b", "rotation", 1.0, "in between") in seen
     assert ("a", "rotation", 0.0, "aligned") not in seen
     assert all(truth == "misaligned" for _, _, size, truth in seen if size >= 2)
+
+
+def test_shared_edges_tells_a_contrast_that_keeps_edges_from_one_that_hides_them():
+    volume = torch.from_numpy(blob_volume((32, 32, 32), noise=0.0).astype(np.float32))
+    inverted = 1 - volume  # T1 vs T2: other brightness, same edges
+    hidden = (volume > 0.5).float() * 0.5 + torch.rand(volume.shape, generator=torch.Generator().manual_seed(0)) * 0.5
+    assert regqc.shared_edges(torch.stack([volume, inverted])) == pytest.approx(1.0)
+    assert regqc.shared_edges(torch.stack([volume, torch.rand_like(volume)])) < regqc.MIN_SHARED_EDGES
+    assert regqc.shared_edges(torch.stack([volume, hidden])) < regqc.shared_edges(torch.stack([volume, volume]))
+
+
+def test_threshold_set_pairs_are_aligned_and_share_edges(shared_data):
+    pairs = regqc.synthetic_test_pairs(shared_data, 4)
+    assert [name for name, _ in pairs] == ["synthetic_brain_0", "synthetic_shapes_1", "synthetic_brain_2",
+                                           "synthetic_shapes_3"]
+    for _, pair in pairs:
+        assert pair.shape == (2, *regqc.SHAPE)
+        assert regqc.shared_edges(pair) >= regqc.MIN_SHARED_EDGES
