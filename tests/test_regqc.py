@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from brainkit.io import Scan
 from brainkit.synth import SynthConfig, SynthEngine
 from brainkit.synth.spatial import identity_grid
 from brainkit.tasks import regqc
-from tests.conftest import blob_volume
+from tests.conftest import blob_volume, save_nifti
 
 
 def scan(data: np.ndarray, affine: np.ndarray) -> Scan:
@@ -160,3 +162,20 @@ def test_threshold_set_pairs_are_aligned_and_share_edges(shared_data):
     for _, pair in pairs:
         assert pair.shape == (2, *regqc.SHAPE)
         assert regqc.shared_edges(pair) >= regqc.MIN_SHARED_EDGES
+
+
+def test_evaluate_cli_on_your_own_aligned_pairs(tmp_path):
+    from tests.test_cli import brainkit
+
+    volume = blob_volume((48, 48, 48), noise=0.0).astype(np.float32)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    save_nifti(tmp_path / "t1.nii.gz", volume, affine)
+    save_nifti(tmp_path / "t2.nii.gz", volume.max() - volume, affine)
+    (tmp_path / "pairs.csv").write_text("fixed,moving\nt1.nii.gz,t2.nii.gz\n")
+    result = brainkit("evaluate", "regqc", "--pairs", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "eval"))
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "eval" / "regqc_evaluation.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * len(regqc.MOVES_MM_OR_DEG) - 1  # as is, then each shift and rotation
+    assert {row["fixed"] for row in rows} == {"t1.nii.gz"} and rows[0]["truth"] == "aligned"
+    assert "image_f1" in (tmp_path / "eval" / "regqc_evaluation_summary.csv").read_text()

@@ -512,14 +512,17 @@ def write_evaluation(rows: list[dict], summary: dict, output: str | None, name: 
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Image-wise and slice-wise F1 on real co-registered pairs moved by known rigid transforms (or, with
-    --synthetic N, on synthetic validation pairs, which is where the threshold is chosen)."""
+    """Image-wise and slice-wise F1 on real co-registered pairs (the shared ones, or --pairs) moved by known rigid
+    transforms (or, with --synthetic N, on synthetic validation pairs, which is where the threshold is chosen)."""
     model = load_model(Path(args.weights), device=resolve_device(args.device))
     if args.synthetic:
         return evaluate_synthetic(args, model)
     rng = np.random.default_rng(args.seed)
     rows, slice_rows = [], []
-    pairs = real_test_pairs(Path(args.data))
+    if args.pairs:
+        pairs = [(Path(fixed), Path(moving), np.eye(4)) for fixed, moving in read_pairs(Path(args.pairs))]
+    else:
+        pairs = real_test_pairs(Path(args.data))
     if not pairs:
         raise SystemExit(f"brainkit evaluate regqc: no co-registered pairs under {args.data}/pairs_open_ms_mni")
 
@@ -574,6 +577,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="../shared/data", help="the shared data folder (pairs_open_ms_mni)")
     parser.add_argument("-o", "--output", help="also write DIR/regqc_evaluation*.csv")
     parser.add_argument("--weights", default=str(WEIGHTS), help="weights to evaluate (default: the bundled ones)")
+    parser.add_argument("--pairs", help="CSV (columns fixed,moving) of your own aligned pairs to evaluate instead of "
+                                        "the shared ones; each is also moved by the known rigid moves")
     parser.add_argument("--synthetic", type=int, default=0, help="evaluate N synthetic validation pairs instead")
     parser.add_argument("--threshold", type=float, default=THRESHOLD,
                         help="image-wise p_misaligned from which a pair counts as misaligned (default: the bundled "
