@@ -131,3 +131,16 @@ def test_an_ensemble_file_loads_as_the_mean_of_its_members(tmp_path):
         expected = (single[0](x) + single[1](x)) / 2
         assert torch.allclose(loaded(x), expected, atol=2e-2)  # fp16 weights
         assert torch.allclose(loaded(x), -loaded(x.flip(2)), atol=1e-5)
+
+
+def test_training_batches_mix_real_scans_or_take_synthetic_heads_only():
+    from brainkit.synth import SynthConfig, SynthEngine
+    from tests.test_synth import toy_bank
+
+    engine = SynthEngine(toy_bank(), SynthConfig(shape=orient.SHAPE))
+    real = torch.rand(3, 1, *orient.SHAPE)
+    for real_per_batch in (0, 2):  # `train orient --real 0`: synthetic heads only
+        batch_for = orient.training_batches(engine, 2, real_per_batch, real)
+        images, flipped = batch_for(0, torch.Generator().manual_seed(0))
+        assert images.shape == (2 + real_per_batch, 1, *orient.SHAPE) and flipped.shape == (2 + real_per_batch,)
+        assert set(flipped.tolist()) <= {0.0, 1.0}

@@ -234,12 +234,15 @@ def synthetic_heads(data: Path) -> SynthEngine:
 
 
 def training_batches(engine: SynthEngine, synth_per_batch: int, real_per_batch: int, real: torch.Tensor):
-    """`batch_for(step, generator)` mixing synthetic heads with augmented real scans (prepared tensors)."""
+    """`batch_for(step, generator)` mixing synthetic heads with augmented real scans (prepared tensors); synthetic
+    heads only when `real_per_batch` is 0."""
     console.print(f"orient training: {len(engine.maps)} label maps, {len(real)} real training scans")
 
     def batch_for(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         engine.generator = generator
         synthetic, synthetic_flipped = engine.generate_mirrored(synth_per_batch)
+        if not real_per_batch:  # synthetic heads only
+            return synthetic.image, synthetic_flipped.float()
         chosen = torch.randint(len(real), (real_per_batch,), generator=generator)
         images, flipped = augment_real(real[chosen], generator)
         return (torch.cat([synthetic.image, images]), torch.cat([synthetic_flipped, flipped]).float())
