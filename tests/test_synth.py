@@ -182,3 +182,15 @@ def test_log_uniform_sizes_stay_in_range_and_favour_small_ones():
     assert sizes.min() >= 2.0 and sizes.max() < 20.0
     assert abs(float(sizes.log().mean()) - np.log(np.sqrt(2.0 * 20.0))) < 0.02  # geometric mean in the middle
     assert float((sizes < 4).float().mean()) == pytest.approx(np.log(2) / np.log(10), abs=0.02)  # uniform: 0.11
+
+
+def test_thick_slices_keep_the_image_where_its_labels_are():
+    from brainkit.synth.intensity import thick_slices
+
+    ramp = torch.arange(48, dtype=torch.float32).view(1, 1, 1, 48, 1).expand(3, 1, 4, 48, 4).contiguous()
+    thickness = torch.tensor([[1.0, 5.1, 1.0], [1.0, 4.3, 1.0], [1.0, 1.0, 1.0]])  # whole voxels not required
+    assert torch.allclose(thick_slices(ramp, thickness), ramp, atol=1e-4)  # linear in, linear out: no shift
+    volume = torch.rand(1, 1, 8, 40, 8, generator=torch.Generator().manual_seed(0))
+    thick = thick_slices(volume, torch.tensor([[1.0, 5.0, 1.0]]))
+    assert torch.allclose(thick[:, :, :, ::5], volume[:, :, :, ::5])  # acquired slices kept
+    assert not torch.allclose(thick[:, :, :, 2], volume[:, :, :, 2])  # the ones between interpolated

@@ -44,25 +44,42 @@ def gaussian_blur(volume: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 def thick_slices(volume: torch.Tensor, thickness: torch.Tensor) -> torch.Tensor:
     """Keep one slice every `thickness` voxels (B, 3; 1 = untouched) and interpolate linearly between them,
-    as a thick-slice acquisition upsampled back to the grid looks. Blur first to model the slice profile."""
+    as a thick-slice acquisition upsampled back to the grid looks. Blur first to model the slice profile.
+
+    Kept slices sit at multiples of a thickness that need not be whole voxels; they are read there by linear
+    interpolation, so the image stays where its labels are (a linear ramp comes out unchanged)."""
     for axis in range(3):
         step = thickness[:, axis]
         if bool((step <= 1).all()):
             continue
-        n = volume.shape[2 + axis]
+        dim, n = 2 + axis, volume.shape[2 + axis]
         position = torch.arange(n, dtype=torch.float32, device=volume.device)[None]
         low = torch.floor(position / step[:, None]) * step[:, None]
         high = (low + step[:, None]).clamp(max=n - 1)
-        weight = ((position - low) / step[:, None]).clamp(0, 1)
-        shape = [volume.shape[0], 1, 1, 1, 1]
-        shape[2 + axis] = n
-        expand = list(volume.shape)
-        low_index = low.long().view(shape).expand(expand)
-        high_index = high.long().view(shape).expand(expand)
-        weight = weight.view(shape)
-        dim = 2 + axis
-        volume = torch.gather(volume, dim, low_index) * (1 - weight) + torch.gather(volume, dim, high_index) * weight
+        weight = _along(((position - low) / (high - low).clamp(min=1e-6)).clamp(0, 1), volume, dim)
+        volume = _values_at(volume, dim, low) * (1 - weight) + _values_at(volume, dim, high) * weight
     return volume
+
+
+def _along(values: torch.Tensor, volume: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B, n) values laid along `dim` of a (B, 1, X, Y, Z) volume, broadcastable against it."""
+    shape = [volume.shape[0], 1, 1, 1, 1]
+    shape[dim] = values.shape[1]
+    return values.view(shape)
+
+
+def _values_at(volume: torch.Tensor, dim: int, positions: torch.Tensor) -> torch.Tensor:
+    """The volume linearly interpolated along `dim` at fractional voxel `positions` (B, n)."""
+    below = positions.floor().clamp(0, volume.shape[dim] - 1)
+    above = (below + 1).clamp(max=volume.shape[dim] - 1)
+    expand = list(volume.shape)
+    expand[dim] = positions.shape[1]
+
+    def take(index: torch.Tensor) -> torch.Tensor:
+        return torch.gather(volume, dim, _along(index.long(), volume, dim).expand(expand))
+
+    fraction = _along(positions - below, volume, dim)
+    return take(below) * (1 - fraction) + take(above) * fraction
 
 
 def bias_field(shape: tuple[int, ...], std_max: float, generator: torch.Generator | None, device="cpu",
