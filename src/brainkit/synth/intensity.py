@@ -49,16 +49,24 @@ def thick_slices(volume: torch.Tensor, thickness: torch.Tensor) -> torch.Tensor:
     Kept slices sit at multiples of a thickness that need not be whole voxels; they are read there by linear
     interpolation, so the image stays where its labels are (a linear ramp comes out unchanged)."""
     for axis in range(3):
-        step = thickness[:, axis]
-        if bool((step <= 1).all()):
-            continue
-        dim, n = 2 + axis, volume.shape[2 + axis]
-        position = torch.arange(n, dtype=torch.float32, device=volume.device)[None]
-        low = torch.floor(position / step[:, None]) * step[:, None]
-        high = (low + step[:, None]).clamp(max=n - 1)
-        weight = _along(((position - low) / (high - low).clamp(min=1e-6)).clamp(0, 1), volume, dim)
-        volume = _values_at(volume, dim, low) * (1 - weight) + _values_at(volume, dim, high) * weight
+        rows = torch.nonzero(thickness[:, axis] > 1).flatten()
+        if len(rows):
+            volume = volume.index_copy(0, rows, _thick_along(volume[rows], 2 + axis, thickness[rows, axis]))
     return volume
+
+
+def _thick_along(volume: torch.Tensor, dim: int, step: torch.Tensor) -> torch.Tensor:
+    """Slices every `step` (B,) voxels along `dim`, read where they lie, then linearly interpolated back."""
+    n = volume.shape[dim]
+    count = math.ceil((n - 1) / float(step.min())) + 2
+    kept_at = (torch.arange(count, device=volume.device)[None] * step[:, None]).clamp(max=n - 1)
+    kept = _values_at(volume, dim, kept_at)
+    position = torch.arange(n, dtype=torch.float32, device=volume.device)[None]
+    below = torch.floor(position / step[:, None]).long().clamp(max=count - 1)
+    above = (below + 1).clamp(max=count - 1)
+    low, high = kept_at.gather(1, below), kept_at.gather(1, above)
+    weight = _along(((position - low) / (high - low).clamp(min=1e-6)).clamp(0, 1), volume, dim)
+    return _take(kept, dim, below) * (1 - weight) + _take(kept, dim, above) * weight
 
 
 def _along(values: torch.Tensor, volume: torch.Tensor, dim: int) -> torch.Tensor:
@@ -68,18 +76,19 @@ def _along(values: torch.Tensor, volume: torch.Tensor, dim: int) -> torch.Tensor
     return values.view(shape)
 
 
+def _take(source: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """The slices of `source` along `dim` at whole-voxel `index` (B, n), per row."""
+    expand = list(source.shape)
+    expand[dim] = index.shape[1]
+    return torch.gather(source, dim, _along(index, source, dim).expand(expand))
+
+
 def _values_at(volume: torch.Tensor, dim: int, positions: torch.Tensor) -> torch.Tensor:
     """The volume linearly interpolated along `dim` at fractional voxel `positions` (B, n)."""
     below = positions.floor().clamp(0, volume.shape[dim] - 1)
     above = (below + 1).clamp(max=volume.shape[dim] - 1)
-    expand = list(volume.shape)
-    expand[dim] = positions.shape[1]
-
-    def take(index: torch.Tensor) -> torch.Tensor:
-        return torch.gather(volume, dim, _along(index.long(), volume, dim).expand(expand))
-
     fraction = _along(positions - below, volume, dim)
-    return take(below) * (1 - fraction) + take(above) * fraction
+    return _take(volume, dim, below.long()) * (1 - fraction) + _take(volume, dim, above.long()) * fraction
 
 
 def bias_field(shape: tuple[int, ...], std_max: float, generator: torch.Generator | None, device="cpu",
