@@ -42,3 +42,17 @@ def save_nifti(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), str(path))
     return path
+
+
+def toy_bank():
+    """A 40^3 LabelBank of two maps: background 0, a left (2) and right (41) hemisphere, a 'thalamus' pair
+    (10/49) and a marker cube (99); the second map is the first flipped along axis 1."""
+    from brainkit.synth import LabelBank  # imported here: most tests never touch torch
+
+    labels = np.zeros((40, 40, 40), np.int32)
+    labels[8:20, 8:32, 8:32] = 2
+    labels[20:32, 8:32, 8:32] = 41
+    labels[12:16, 14:18, 14:18] = 10
+    labels[24:28, 14:18, 14:18] = 49
+    labels[17:20, 25:28, 10:13] = 99
+    return LabelBank.from_arrays([labels, np.flip(labels, 1).copy()])

@@ -9,7 +9,7 @@ import torch
 from brainkit.io import Scan, load
 from brainkit.nets.mirror import mirror_classifier
 from brainkit.tasks import orient
-from tests.conftest import blob_volume
+from tests.conftest import blob_volume, toy_bank
 
 
 def lopsided_head(affine: np.ndarray) -> Scan:
@@ -135,7 +135,6 @@ def test_an_ensemble_file_loads_as_the_mean_of_its_members(tmp_path):
 
 def test_training_batches_mix_real_scans_or_take_synthetic_heads_only():
     from brainkit.synth import SynthConfig, SynthEngine
-    from tests.test_synth import toy_bank
 
     engine = SynthEngine(toy_bank(), SynthConfig(shape=orient.SHAPE))
     real = torch.rand(3, 1, *orient.SHAPE)

@@ -8,21 +8,11 @@ import torch
 
 from brainkit.synth import LabelBank, SynthConfig, SynthEngine, random_shape_labels
 from brainkit.synth.spatial import control_points, dense, log_uniform, mapped_points, smooth_displacement
+from tests.conftest import toy_bank
 
 SHAPE = (40, 40, 40)
 STILL = dict(rotation_deg=0.0, scaling=0.0, shear=0.0, translation=0.0, deform_std=0.0)
 CLEAN = dict(label_std_max=0.0, blur_max=0.0, thick_prob=0.0, bias_std=0.0, gamma_std=0.0, noise_max=0.0)
-
-
-def toy_bank() -> LabelBank:
-    """Background 0, a left (2) and right (41) hemisphere, a 'thalamus' pair (10/49) and a marker cube (99)."""
-    labels = np.zeros(SHAPE, np.int32)
-    labels[8:20, 8:32, 8:32] = 2
-    labels[20:32, 8:32, 8:32] = 41
-    labels[12:16, 14:18, 14:18] = 10
-    labels[24:28, 14:18, 14:18] = 49
-    labels[17:20, 25:28, 10:13] = 99
-    return LabelBank.from_arrays([labels, np.flip(labels, 1).copy()])
 
 
 def test_bank_gives_left_right_homologues_one_intensity_class():
