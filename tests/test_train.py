@@ -13,6 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from brainkit.train import TrainConfig, train
+from brainkit.train.recipe import close_process_group
 
 
 def toy_batches(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,7 +71,7 @@ def _ddp_worker(rank: int, world: int, port: int, folder: str) -> None:
     torch.set_num_threads(1)
     model = train(toy_model(), toy_batches, bce, config(Path(folder), 6))
     torch.save(model.state_dict(), Path(folder) / f"rank{rank}.pt")
-    dist.destroy_process_group()
+    close_process_group()
 
 
 def test_two_gloo_processes_train_in_sync(tmp_path):

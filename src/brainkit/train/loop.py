@@ -141,4 +141,6 @@ def train(model: torch.nn.Module, batch_for: BatchFn, loss_fn: Callable[[torch.T
             break
     if rank == 0 and step < config.steps:
         console.print(f"stopped at step {step} of {config.steps} (time limit); rerun to resume")
+    if world > 1:
+        dist.barrier()  # no rank leaves (and exits, tearing down gloo's threads) while rank 0 is still writing
     return model

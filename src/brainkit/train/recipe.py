@@ -72,4 +72,15 @@ def train_and_save(job: str, model: torch.nn.Module, batch_for: BatchFn,
     if rank_and_world()[0] == 0:
         save_weights(model, weights)
         console.print(f"wrote {weights}")
+    close_process_group()
     return weights
+
+
+def close_process_group() -> None:
+    """Leave the process group, if any, together with the other ranks: a process that exits with it open can
+    abort in gloo's threads."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
