@@ -112,3 +112,38 @@ def test_bundled_model_on_a_real_labelled_t1(shared_data):
     assert summary["mean"] > 0.6 and summary["lowest"] > 0.4  # measured 0.7; see weights/segment.md
     for label in (4, 43):  # lateral ventricles: the dark background around a stripped brain is not ventricle
         assert 0.67 < (labels == label).sum() / (reference == label).sum() < 1.5
+
+
+def toy_label_maps(folder):
+    """Two small label maps in aseg numbers, as `training_batches` finds them (`<data>/synthseg_label_maps`)."""
+    labels = np.zeros((40, 40, 40), np.int16)
+    labels[8:20, 8:32, 8:32], labels[20:32, 8:32, 8:32] = 2, 41
+    labels[12:16, 14:18, 14:18], labels[24:28, 14:18, 14:18] = 10, 49
+    for name, array in (("a", labels), ("b", np.flip(labels, 1).copy())):
+        save_nifti(folder / "synthseg_label_maps" / f"{name}.nii.gz", array)
+    return folder
+
+
+def test_training_patches_take_every_given_side_and_class_indices(tmp_path):
+    import torch
+
+    batch_for = segment.training_batches(toy_label_maps(tmp_path), batch=1, patches=(16, 24))
+    generator = torch.Generator().manual_seed(0)
+    sides = set()
+    for step in range(8):
+        image, classes = batch_for(step, generator)
+        sides.add(image.shape[-1])
+        assert image.shape == classes.shape == (1, 1, *(image.shape[-1],) * 3)
+        assert classes.min() >= 0 and classes.max() < len(segment.ASEG_LABELS)
+    assert sides == {16, 24}
+
+
+def test_train_cli_writes_weights_that_segment_reads(tmp_path):
+    from tests.test_cli import brainkit
+
+    data = toy_label_maps(tmp_path / "data")
+    result = brainkit("train", "segment", "--data", str(data), "--steps", "2", "--patch", "16", "24", "--batch", "1",
+                      "--threads", "1", "--seed", "0", "-q", "-o", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = segment.load_model(tmp_path / "run" / "segment.pt")
+    assert sum(p.numel() for p in model.parameters()) > 500_000

@@ -176,21 +176,26 @@ def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto",
 
 # ---- training (synthetic images from the real label maps) ----------------------------------------------------
 
-def training_batches(data: Path, batch: int, patch: int = PATCH[0]):
-    """`batch_for(step, generator)`: synthetic `patch`^3 patches at 1 mm centred up to 40 mm (per axis) from the head's
+def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1]):
+    """`batch_for(step, generator)`: synthetic cubic patches at 1 mm centred up to 40 mm (per axis) from the head's
     centre (so the brain's edges and the background are seen too, not only the deep grey nuclei), half of them
-    skull-stripped, and their class maps."""
+    skull-stripped, and their class maps. Each step draws its patch side from `patches`: with several sides the
+    network cannot learn where a structure sits from how far the patch's border is, so its output depends less
+    on where inference windows happen to fall."""
     maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
     loaded = LabelBank.from_files(maps, spacing=SPACING, shape=(176, 208, 176))
     numbered = [lateralise(loaded.values[m.numpy()].astype(np.int32)) for m in loaded.maps[:, 0]]
     bank = LabelBank.from_arrays(numbered, SPACING, loaded.affine)
     lookup = torch.from_numpy(class_lookup(bank.values))
-    config = SynthConfig(shape=(patch,) * 3, rotation_deg=15, scaling=0.15, translation=40, deform_std=3.0,
-                         deform_spacing=16, thick_max=6.0, strip_prob=0.5)
-    engine = SynthEngine(bank, config)
-    console.print(f"segment training: {len(maps)} label maps (lateralised), {len(ASEG_LABELS)} classes")
+    engines = [SynthEngine(bank, SynthConfig(shape=(side,) * 3, rotation_deg=15, scaling=0.15, translation=40,
+                                             deform_std=3.0, deform_spacing=16, thick_max=6.0, strip_prob=0.5))
+               for side in patches]
+    console.print(f"segment training: {len(maps)} label maps (lateralised), {len(ASEG_LABELS)} classes, "
+                  f"patches of {', '.join(map(str, patches))} mm")
 
     def batch_for(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        engine = engines[int(torch.randint(len(engines), (1,), generator=generator))] if len(engines) > 1 \
+            else engines[0]  # one side: the generator's draws stay those of earlier runs
         engine.generator = generator
         result = engine.generate(batch)
         return result.image, lookup[result.labels]
@@ -200,16 +205,17 @@ def training_batches(data: Path, batch: int, patch: int = PATCH[0]):
 
 def run_train(args: argparse.Namespace) -> int:
     loss = DiceCELoss(to_onehot_y=True, softmax=True)
-    train_and_save("segment", build_model(), training_batches(Path(args.data), args.batch, args.patch), loss, args,
-                   every=(25, 5, 0))
+    batches = training_batches(Path(args.data), args.batch, tuple(args.patch))
+    train_and_save("segment", build_model(), batches, loss, args, every=(25, 5, 0))
     return 0
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_train_options(parser, "segment", steps=20000, lr=1e-3)
     parser.add_argument("--batch", type=int, default=2, help="synthetic patches per step")
-    parser.add_argument("--patch", type=int, default=PATCH[0],
-                        help="training patch side in mm (64: 3-4x faster steps on a CPU; inference stays 96^3)")
+    parser.add_argument("--patch", type=int, nargs="+", default=list(PATCH[:1]),
+                        help="training patch side in mm, multiples of 8 (64: 3-4x faster steps on a CPU; inference "
+                             "stays 96^3); several sides: each step draws one")
 
 
 # ---- evaluation -----------------------------------------------------------------------------------------------
