@@ -9,7 +9,8 @@ Test inputs (written to --work, so each row can be re-scored with `brainkit eval
 - `voxelmorph` label map rendered as T1, T2, FLAIR and low-contrast T1 (`brainkit.synth.contrasts`). Training
   draws from the 15 SynthSeg label maps only, so this subject's anatomy is held back.
 
-    python benchmarks/segment_accuracy.py [--weights W]   # writes the `segment_accuracy` section of docs/benchmarks.md
+    python benchmarks/segment_accuracy.py [--weights W] [--window 96 --overlap 0.25]
+    # writes the `segment_accuracy` section of docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED_DATA, machine, markdown_table, write_section  # noqa: E402
 
 from brainkit.io import load  # noqa: E402
+from brainkit.io.write import write_nifti  # noqa: E402
 from brainkit.synth.contrasts import CONTRASTS, render_contrast  # noqa: E402
 from brainkit.synth.labels import LEFT_RIGHT_PAIRS  # noqa: E402
 from brainkit.tasks import segment  # noqa: E402
@@ -52,10 +54,11 @@ def test_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
     return rows
 
 
-def score(model: torch.nn.Module, image: Path, truth: Path, out: Path) -> list[dict]:
+def score(model: torch.nn.Module, image: Path, truth: Path, out: Path, window: int, overlap: float) -> list[dict]:
     """Segment `image` (written under `out`) and score it against `truth` like `brainkit evaluate segment`."""
     scan = load(image)
-    segment.process(scan, model, out)
+    write_nifti(scan.output_path(out, "_seg"), segment.predict(scan, model, window=window, overlap=overlap),
+                scan.affine, scan.header)
     prediction = np.rint(load(scan.output_path(out, "_seg")).data).astype(int)
     reference = load(truth)
     return segment.dice_and_hd95(prediction, np.rint(reference.data).astype(int), reference.spacing)
@@ -65,13 +68,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=segment.WEIGHTS)
     parser.add_argument("--work", type=Path, default=Path("runs/segment_accuracy"))
+    parser.add_argument("--window", type=int, default=segment.PATCH[0], help="sliding-window side (voxels)")
+    parser.add_argument("--overlap", type=float, default=segment.OVERLAP, help="sliding-window overlap")
     args = parser.parse_args()
     torch.set_num_threads(2)
     model = segment.load_model(args.weights)
     names = "structure Dice (left/right): " + ", ".join(segment.STRUCTURES[label] for label in segment.TARGET_LEFT)
     table = []
     for source, contrast, image, truth in test_inputs(args.work):
-        rows = {row["label"]: row for row in score(model, image, truth, args.work / "pred")}
+        rows = {row["label"]: row for row in score(model, image, truth, args.work / "pred", args.window, args.overlap)}
         summary = segment.summarise(list(rows.values()))
         pairs = [f"{rows[left]['dice']:.2f}/{rows[LEFT_RIGHT_PAIRS[left]]['dice']:.2f}" for left in segment.TARGET_LEFT]
         table.append([source, contrast, f"{summary['mean']:.3f}", f"{summary['lowest']:.2f}",
@@ -79,7 +84,8 @@ def main() -> None:
         print(table[-1], flush=True)
     header = ["input", "contrast", "mean Dice (12)", "lowest", "median HD95 mm",
               *[segment.STRUCTURES[label] for label in segment.TARGET_LEFT]]
-    body = (f"## segment accuracy\n\nWeights `{args.weights.name}`; {machine()}. Mean and lowest Dice over the 12 "
+    body = (f"## segment accuracy\n\nWeights `{args.weights.name}`, windows of {args.window}^3 with overlap "
+            f"{args.overlap}; {machine()}. Mean and lowest Dice over the 12 "
             f"target structures (thalamus, caudate, putamen, pallidum, hippocampus, amygdala, left and right); "
             f"{names}. `python benchmarks/segment_accuracy.py`; every row can be re-scored with "
             f"`brainkit evaluate segment --pred {args.work}/pred/<stem>_seg.nii.gz --truth <truth>`.\n\n"

@@ -41,6 +41,7 @@ STRUCTURES = {10: "thalamus", 11: "caudate", 12: "putamen", 13: "pallidum", 17: 
               26: "accumbens", 4: "lateral ventricle"}
 VOLUME_COLUMNS = ["input", *[str(label) for label in ASEG_LABELS[1:]], "brain"]
 PATCH = (96, 96, 96)
+OVERLAP = 0.25
 SPACING = 1.0
 WEIGHTS = FOLDER / "segment.pt"
 
@@ -106,15 +107,19 @@ def mirrored_classes() -> list[int]:
     return [index[swapped.get(label, label)] for label in ASEG_LABELS]
 
 
-def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cpu") -> np.ndarray:
+def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cpu", window: int = PATCH[0],
+            overlap: float = OVERLAP) -> np.ndarray:
     """Aseg label map on the scan's own grid (int16). The class probabilities are averaged with those of the
     left-right mirrored input (its left and right labels swapped back): as in SynthSeg, this evens out the two
-    hemispheres' errors (measured: mean Dice +0.01-0.02, weakest structure +0.08-0.11 on the two labelled T1s)."""
+    hemispheres' errors (measured: mean Dice +0.01-0.02, weakest structure +0.08-0.11 on the two labelled T1s).
+
+    `window`, `overlap`: MONAI's sliding windows. The network's instance normalisation takes its statistics over
+    each window, so its output depends on the window's size (see the model card before changing them)."""
     tensor, geometry = prepare(scan)
 
     def probabilities(volume: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(sliding_window_inference(volume, PATCH, sw_batch_size=2, predictor=model, overlap=0.25,
-                                                      mode="gaussian"), dim=1)
+        return torch.softmax(sliding_window_inference(volume, (window,) * 3, sw_batch_size=2, predictor=model,
+                                                      overlap=overlap, mode="gaussian"), dim=1)
 
     with torch.no_grad(), bf16_autocast(device):
         volume = tensor.to(device)
