@@ -184,9 +184,9 @@ def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto",
 def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1]):
     """`batch_for(step, generator)`: synthetic cubic patches at 1 mm centred up to 40 mm (per axis) from the head's
     centre (so the brain's edges and the background are seen too, not only the deep grey nuclei), half of them
-    skull-stripped, and their class maps. Each step draws its patch side from `patches`: with several sides the
-    network cannot learn where a structure sits from how far the patch's border is, so its output depends less
-    on where inference windows happen to fall."""
+    skull-stripped, and their class maps. Each step draws its patch side from `patches`; several sides teach the
+    network other window sizes' normalisation statistics (measured: it then minds its inference window less on
+    synthetic images, not on real T1s; see the model card)."""
     maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
     loaded = LabelBank.from_files(maps, spacing=SPACING, shape=(176, 208, 176))
     numbered = [lateralise(loaded.values[m.numpy()].astype(np.int32)) for m in loaded.maps[:, 0]]
