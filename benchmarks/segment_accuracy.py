@@ -57,11 +57,10 @@ def test_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
 def score(model: torch.nn.Module, image: Path, truth: Path, out: Path, window: int, overlap: float) -> list[dict]:
     """Segment `image` (written under `out`) and score it against `truth` like `brainkit evaluate segment`."""
     scan = load(image)
-    write_nifti(scan.output_path(out, "_seg"), segment.predict(scan, model, window=window, overlap=overlap),
-                scan.affine, scan.header)
-    prediction = np.rint(load(scan.output_path(out, "_seg")).data).astype(int)
+    labels = segment.predict(scan, model, window=window, overlap=overlap)
+    write_nifti(scan.output_path(out, "_seg"), labels, scan.affine, scan.header)
     reference = load(truth)
-    return segment.dice_and_hd95(prediction, np.rint(reference.data).astype(int), reference.spacing)
+    return segment.dice_and_hd95(labels.astype(int), np.rint(reference.data).astype(int), reference.spacing)
 
 
 def main() -> None:
