@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED_DATA, machine, markdown_table, write_section  # noqa: E402
 
+from brainkit.runtime import configure  # noqa: E402
 from brainkit.tasks import segment, translate  # noqa: E402
 from brainkit.weights import save_weights  # noqa: E402
 
@@ -42,11 +43,9 @@ def run_command(args: list[str]) -> tuple[float, float]:
 
 def seconds_in_process(job: str, weights: Path, extra: list[str], scan: Path, out: Path) -> float:
     """Seconds per volume once the model is loaded (a batch's per-scan cost): load, predict, write."""
-    import torch
-
     from brainkit.io import load
 
-    torch.set_num_threads(2)
+    configure(threads=2)  # the commands' own settings
     if job == "segment":
         model = segment.load_model(weights)
         start = time.perf_counter()

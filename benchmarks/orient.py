@@ -12,12 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED_DATA, machine, markdown_table, write_section  # noqa: E402
 
 from brainkit.io import load  # noqa: E402
+from brainkit.runtime import configure  # noqa: E402
 from brainkit.tasks import orient  # noqa: E402
 
 SCANS = ["t1_depression/sub-01_T1w.nii.gz", "heads/seg3d_T1_head.nii.gz", "heads/allineate_FLAIR_MICCAI2017.nii.gz",
@@ -29,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=orient.WEIGHTS)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    configure(threads=2)  # the commands' own settings
     paths = [SHARED_DATA / name for name in SCANS if (SHARED_DATA / name).exists()]
     orient.orient(paths[:1], tempfile.mkdtemp(), weights=args.weights)  # warm-up: imports, first model build
     rows = []

@@ -10,17 +10,16 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED_DATA, machine, markdown_table, write_section  # noqa: E402
 
 from brainkit.io import load  # noqa: E402
+from brainkit.runtime import configure  # noqa: E402
 from brainkit.tasks import regqc  # noqa: E402
 
 
 def main() -> None:
-    torch.set_num_threads(2)
+    configure(threads=2)  # the commands' own settings
     model = regqc.load_model()
     rows = []
     for fixed_path, moving_path, correction in regqc.real_test_pairs(SHARED_DATA)[::3]:

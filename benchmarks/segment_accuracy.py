@@ -28,6 +28,7 @@ from common import SHARED_DATA, machine, markdown_table, write_section  # noqa: 
 
 from brainkit.io import load  # noqa: E402
 from brainkit.io.write import write_nifti  # noqa: E402
+from brainkit.runtime import configure  # noqa: E402
 from brainkit.synth.contrasts import CONTRASTS, render_contrast  # noqa: E402
 from brainkit.synth.labels import LEFT_RIGHT_PAIRS  # noqa: E402
 from brainkit.tasks import segment  # noqa: E402
@@ -70,7 +71,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=segment.PATCH[0], help="sliding-window side (voxels)")
     parser.add_argument("--overlap", type=float, default=segment.OVERLAP, help="sliding-window overlap")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    configure(threads=2)  # the commands' own settings
     model = segment.load_model(args.weights)
     names = "structure Dice (left/right): " + ", ".join(segment.STRUCTURES[label] for label in segment.TARGET_LEFT)
     table = []

@@ -18,6 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED_DATA, machine, markdown_table, seconds_per_call, write_section  # noqa: E402
 
+from brainkit.runtime import configure  # noqa: E402
 from brainkit.synth import LabelBank, SynthConfig, SynthEngine  # noqa: E402
 
 SIZES = (96, 128, 160)
@@ -52,7 +53,7 @@ def torchio_ms(bank: LabelBank, repeats: int) -> float:
 
 
 def main() -> None:
-    torch.set_num_threads(2)
+    configure(threads=2)  # the commands' own settings
     rows = []
     for size in SIZES:
         bank = label_bank(size)
