@@ -16,11 +16,12 @@ M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
 
 
 def configure(threads: int | None = None, seed: int | None = None) -> None:
-    """Set torch's CPU thread count and seed every random generator brainkit uses.
+    """Let malloc keep freed memory, set torch's CPU thread count and seed every random generator brainkit uses.
 
     torch is configured when it is loaded already (every command that uses it imports it with its module,
     before this runs), so commands that never touch torch start without importing it.
     """
+    keep_freed_memory()
     if seed is not None:
         random.seed(seed)
         np.random.seed(seed % 2**32)
@@ -28,7 +29,6 @@ def configure(threads: int | None = None, seed: int | None = None) -> None:
         return
     import torch
 
-    keep_freed_memory()
     if threads:
         torch.set_num_threads(threads)
     if seed is not None:
