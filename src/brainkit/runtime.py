@@ -40,8 +40,8 @@ def keep_freed_memory() -> bool:
 
     On a CPU torch allocates and frees every layer's output (tens of MB each) through malloc; with glibc's
     defaults each one is a fresh mapping of zeroed pages, so the kernel's share of the time is large: on this
-    project's 2-core CPU `brainkit segment` on a 256^3 scan went from 14.5 to 10 s (kernel time 9.5 -> 2 s, peak
-    memory 1.9 -> 2.4 GB), with the same labels, and a 30-step segment training run took 28 s instead of 40 s.
+    project's 2-core CPU `brainkit segment` on a 256^3 scan went from 14-15 s to 10 s (kernel time 9.3 -> 1.5-2.3 s,
+    peak memory 1.9 -> 2.5-2.8 GB), with the same labels, and a 30-step segment training run took 28 s instead of 40 s.
     Linux only; returns whether the C library took all three settings (False elsewhere: nothing changes).
     """
     if sys.platform != "linux":
