@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import platform
 import subprocess
 import sys
@@ -86,3 +87,12 @@ def test_malloc_keeps_freed_memory_where_the_c_library_is_glibc():
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt settings are glibc's")
     assert keep_freed_memory()
+
+
+def test_threads_apply_to_torch_imported_after_configure():
+    """`brainkit run` imports torch per scan, after `configure`; --threads must still hold there."""
+    code = ("from brainkit.runtime import configure; configure(threads=1); "
+            "import torch; print(torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import random
 import sys
 
@@ -19,13 +20,17 @@ def configure(threads: int | None = None, seed: int | None = None) -> None:
     """Let malloc keep freed memory, set torch's CPU thread count and seed every random generator brainkit uses.
 
     torch is configured when it is loaded already (every command that uses it imports it with its module,
-    before this runs), so commands that never touch torch start without importing it.
+    before this runs), so commands that never touch torch start without importing it. Otherwise the thread count
+    goes into OMP_NUM_THREADS, which torch reads when it is imported later (`brainkit run` imports it per scan,
+    also in its worker processes).
     """
     keep_freed_memory()
     if seed is not None:
         random.seed(seed)
         np.random.seed(seed % 2**32)
     if "torch" not in sys.modules:
+        if threads:
+            os.environ["OMP_NUM_THREADS"] = str(threads)
         return
     import torch
 
