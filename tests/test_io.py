@@ -14,6 +14,7 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from brainkit import discover, load
+from brainkit.batch import run_over_inputs
 from brainkit.errors import BadInputError
 from brainkit.io.info import info
 from brainkit.io.write import atomic_path, write_nifti
@@ -227,3 +228,12 @@ def test_itk_affine_is_read_in_ras(tmp_path):
     (tmp_path / "bad.txt").write_text("Transform: x\n")
     with pytest.raises(BadInputError):
         read_itk_affine(tmp_path / "bad.txt")
+
+
+def test_batch_commands_say_when_a_4d_series_is_cut_to_volume_0(tmp_path, capsys):
+    series = save_nifti(tmp_path / "bold.nii.gz", np.stack([blob_volume(seed=s) for s in range(3)], axis=-1))
+    outcome = run_over_inputs([series], lambda scan: scan.shape, quiet=False)
+    assert outcome.results == [(24, 28, 20)]
+    assert "bold.nii.gz: 4D image with 3 volumes: volume 0 is used" in capsys.readouterr().err
+    run_over_inputs([series], lambda scan: scan.shape, quiet=True)
+    assert "4D image" not in capsys.readouterr().err

@@ -70,12 +70,21 @@ def run_over_inputs(inputs: Iterable[str | Path], work: Callable[[Scan], Result]
                 if isinstance(scan, BrainkitError):
                     outcome.failures.append(describe_error(scan, item.path, verbose))
                     continue
+                print_notes(scan, quiet)
                 try:
                     outcome.results.append(work(scan))
                 except Exception as err:  # noqa: BLE001
                     outcome.failures.append(describe_error(err, scan.source, verbose))
             progress.advance(task)
     return outcome
+
+
+def print_notes(scan: Scan, quiet: bool) -> None:
+    """Say what loading changed or doubted (e.g. volume 0 of a 4D series is used), one line each."""
+    if quiet:
+        return
+    for warning in scan.warnings:
+        console.print(f"note {scan.source}: {warning}", markup=False)
 
 
 def print_failures(failures: list[Failure]) -> None:
