@@ -115,6 +115,7 @@ def test_cosine_schedule_decays_to_zero_and_refuses_a_job_with_its_own(tmp_path)
     add_train_options(parser, "toy", steps=10, lr=0.05)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(["-o", str(tmp_path), "--schedule", "cosine"])
     train_and_save("toy", toy_model(), toy_batches, bce, args, every=(5, 5, 0))
     lrs = [json.loads(line)["lr"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from brainkit.batch import progress_bar
 from brainkit.io.write import write_with
 from brainkit.runtime import console
 
@@ -39,6 +40,7 @@ class TrainConfig:
     max_seconds: float | None = None  # stop (after checkpointing) when this wall time is used
     best_metric: str | None = None  # a validation key to maximise: its best model is kept as best.pt beside the log
     bf16: bool = False  # forward pass under bfloat16 autocast (weights, optimiser and loss stay float32)
+    quiet: bool = False  # no progress bar
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -77,11 +79,76 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     return int(state["step"])
 
 
+def resume(config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: object | None,
+           announce: bool) -> int:
+    """Restore `config.checkpoint` if there is one and return its step (0 for a fresh start); without a scheduler
+    the resumed run takes the learning rate it is given now."""
+    if not config.checkpoint.exists():
+        return 0
+    start = load_checkpoint(config.checkpoint, model, optimizer, scheduler)
+    if scheduler is None:
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr
+    if announce:
+        console.print(f"resuming {config.checkpoint} at step {start}")
+    return start
+
+
 def _best_so_far(config: TrainConfig) -> float:
     path = config.log.with_name("best.pt")
     if not config.best_metric or not path.exists():
         return float("-inf")
     return float(torch.load(path, map_location="cpu", weights_only=True)["metric"])
+
+
+def optimisation_step(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
+                      loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer,
+                      scheduler: object | None, device: torch.device, bf16: bool) -> float:
+    """One forward/backward pass and update (bfloat16 autocast for the forward pass if asked); return the loss."""
+    inputs, targets = batch
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        outputs = model(inputs.to(device))
+    loss = loss_fn(outputs.float(), targets.to(device))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.item()
+
+
+def validation_record(model: torch.nn.Module, validate: Callable[[torch.nn.Module], dict[str, float]] | None,
+                      config: TrainConfig, step: int) -> dict[str, float]:
+    """The validation metrics at this step (empty between validations), the model in eval mode meanwhile."""
+    if not (config.validate_every and validate and step % config.validate_every == 0):
+        return {}
+    model.eval()
+    with torch.no_grad():
+        record = validate(model)
+    model.train()
+    return record
+
+
+def keep_if_best(model: torch.nn.Module, record: dict[str, float], config: TrainConfig, best: float,
+                 step: int) -> float:
+    """Write best.pt beside the log when `config.best_metric` beats `best`; return the best value now."""
+    if not config.best_metric or config.best_metric not in record or record[config.best_metric] <= best:
+        return best
+    state = {"model": model.state_dict(), "step": step, "metric": record[config.best_metric]}
+    write_with(config.log.with_name("best.pt"), lambda tmp: torch.save(state, tmp))
+    return record[config.best_metric]
+
+
+def time_is_up(config: TrainConfig, began: float) -> bool:
+    """Whether `config.max_seconds` have passed since `began` (a time.perf_counter() reading)."""
+    return config.max_seconds is not None and time.perf_counter() - began > config.max_seconds
+
+
+def append_log(path: Path, record: dict) -> None:
+    """Add one JSON line to the training log."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
 
 
 def train(model: torch.nn.Module, batch_for: BatchFn, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -94,51 +161,32 @@ def train(model: torch.nn.Module, batch_for: BatchFn, loss_fn: Callable[[torch.T
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = scheduler_for(optimizer) if scheduler_for else None
-    start = load_checkpoint(config.checkpoint, model, optimizer, scheduler) if config.checkpoint.exists() else 0
-    if start and scheduler is None:
-        for group in optimizer.param_groups:  # a resumed run takes the learning rate it is given now
-            group["lr"] = config.lr
-    if start and rank == 0:
-        console.print(f"resuming {config.checkpoint} at step {start}")
+    start = resume(config, model, optimizer, scheduler, announce=rank == 0)
     best = _best_so_far(config)
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     began, running = time.perf_counter(), []
     step = start
-    for step in range(start + 1, config.steps + 1):
-        inputs, targets = batch_for(step, step_generator(config.seed, step, rank))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-            outputs = wrapped(inputs.to(device))
-        loss = loss_fn(outputs.float(), targets.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        running.append(loss.item())
-        out_of_time = (world == 1 and config.max_seconds is not None
-                       and time.perf_counter() - began > config.max_seconds)  # ranks must not diverge
-        if rank == 0:
-            record = {}
-            if config.validate_every and validate and step % config.validate_every == 0:
-                model.eval()
-                with torch.no_grad():
-                    record.update(validate(model))
-                model.train()
-            if config.best_metric and config.best_metric in record and record[config.best_metric] > best:
-                best = record[config.best_metric]
-                state = {"model": model.state_dict(), "step": step, "metric": best}
-                write_with(config.log.with_name("best.pt"), lambda tmp, state=state: torch.save(state, tmp))
-            if step % config.log_every == 0 or record:
-                record = {"step": step, "loss": sum(running) / len(running), "lr": optimizer.param_groups[0]["lr"],
-                          "seconds": round(time.perf_counter() - began, 1), **record}
-                running = []
-                config.log.parent.mkdir(parents=True, exist_ok=True)
-                with open(config.log, "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
-            if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
-                save_checkpoint(config.checkpoint, model, optimizer, scheduler, step)
-        if out_of_time:
-            break
+    with progress_bar(config.quiet or rank != 0) as progress:
+        bar = progress.add_task("training", total=config.steps, completed=start)
+        for step in range(start + 1, config.steps + 1):
+            batch = batch_for(step, step_generator(config.seed, step, rank))
+            running.append(optimisation_step(wrapped, batch, loss_fn, optimizer, scheduler, device, config.bf16))
+            out_of_time = world == 1 and time_is_up(config, began)  # ranks must not diverge
+            if rank == 0:
+                record = validation_record(model, validate, config, step)
+                best = keep_if_best(model, record, config, best, step)
+                if step % config.log_every == 0 or record:
+                    record = {"step": step, "loss": sum(running) / len(running),
+                              "lr": optimizer.param_groups[0]["lr"],
+                              "seconds": round(time.perf_counter() - began, 1), **record}
+                    running = []
+                    append_log(config.log, record)
+                    progress.update(bar, description=f"training (loss {record['loss']:.3f})")
+                if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
+                    save_checkpoint(config.checkpoint, model, optimizer, scheduler, step)
+            progress.advance(bar)
+            if out_of_time:
+                break
     if rank == 0 and step < config.steps:
         console.print(f"stopped at step {step} of {config.steps} (time limit); rerun to resume")
     if world > 1:

@@ -64,7 +64,7 @@ def train_and_save(job: str, model: torch.nn.Module, batch_for: BatchFn,
     checkpoint_every, log_every, validate_every = every
     config = TrainConfig(steps=args.steps, checkpoint=out / "checkpoint.pt", log=out / "log.jsonl", lr=args.lr,
                          seed=args.seed, checkpoint_every=checkpoint_every, log_every=log_every,
-                         validate_every=validate_every, best_metric=best_metric, bf16=args.bf16,
+                         validate_every=validate_every, best_metric=best_metric, bf16=args.bf16, quiet=args.quiet,
                          max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     model = train(model, batch_for, loss_fn, config, distributed_device(args.device), validate=validate,
                   scheduler_for=scheduler_for)

@@ -247,6 +247,15 @@ def assemble_folder(folder: Path, repairs: Repairs = NO_REPAIRS) -> tuple[list[D
     """Every series in a folder (not recursive): a volume or the reason it is not one; plus notes on skipped
     files (unreadable, non-image objects)."""
     paths = sorted(p for p in folder.iterdir() if p.is_file() and looks_like_dicom(p))
+    groups, notes = frames_by_series(paths)
+    if not groups and not notes:
+        notes.append("no DICOM files")
+    return assemble_series(groups, folder, repairs), notes
+
+
+def frames_by_series(paths: list[Path]) -> tuple[dict[tuple, list[Frame]], list[str]]:
+    """The image frames of these files grouped by series (and echo, image type...), in the order they appear; plus
+    notes on the files skipped."""
     notes: list[str] = []
     groups: dict[tuple, list[Frame]] = defaultdict(list)
     for path, ds, error in read_datasets(paths):
@@ -262,6 +271,12 @@ def assemble_folder(folder: Path, repairs: Repairs = NO_REPAIRS) -> tuple[list[D
             notes.append(f"{path.name}: skipped, not an image volume slice ({ds.get('SOPClassUID', 'no SOP class')})")
         for frame in frames:
             groups[frame.split].append(frame)
+    return groups, notes
+
+
+def assemble_series(groups: dict[tuple, list[Frame]], folder: Path,
+                    repairs: Repairs) -> list[DicomVolume | BadInputError]:
+    """One volume (uniquely named) or the reason it cannot be one, per group of frames."""
     echoes: dict[tuple, list[str]] = defaultdict(list)
     for key in groups:  # groups keep the order frames appeared in
         if key[2] not in echoes[key[:2]]:
@@ -270,17 +285,14 @@ def assemble_folder(folder: Path, repairs: Repairs = NO_REPAIRS) -> tuple[list[D
     used: set[str] = set()
     for key, frames in groups.items():
         name = series_name(frames[0].dataset) + _split_suffix(key, echoes[key[:2]])
-        where = folder / name
         try:
-            volume = assemble(frames, where, repairs)
+            volume = assemble(frames, folder / name, repairs)
         except BadInputError as err:
             results.append(err)
             continue
         volume.name = _unique(name, used)
         results.append(volume)
-    if not groups and not notes:
-        notes.append("no DICOM files")
-    return results, notes
+    return results
 
 
 def _unique(name: str, used: set[str]) -> str:
