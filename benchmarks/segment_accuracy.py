@@ -8,6 +8,9 @@ Test inputs (written to --work, so each row can be re-scored with `brainkit eval
   axis-1, caudate in front of the thalamus at higher axis-2), written here as a 1 mm LIA NIfTI.
 - `voxelmorph` label map rendered as T1, T2, FLAIR and low-contrast T1 (`brainkit.synth.contrasts`). Training
   draws from the 15 SynthSeg label maps only, so this subject's anatomy is held back.
+- the same label map drawn like a training image by the synth engine (random per-label contrast, blur, bias,
+  gamma, noise; no spatial augmentation, no thick slices), seeds 0-3: how the network does on its own kind of
+  image of an unseen brain, against the fixed renderings above.
 
     python benchmarks/segment_accuracy.py [--weights W] [--window 96 --overlap 0.25]
     # writes the `segment_accuracy` section of docs/benchmarks.md
@@ -30,10 +33,29 @@ from brainkit.io import load  # noqa: E402
 from brainkit.io.write import write_nifti  # noqa: E402
 from brainkit.runtime import configure  # noqa: E402
 from brainkit.synth.contrasts import CONTRASTS, render_contrast  # noqa: E402
-from brainkit.synth.labels import LEFT_RIGHT_PAIRS  # noqa: E402
+from brainkit.synth.engine import SynthConfig, SynthEngine  # noqa: E402
+from brainkit.synth.labels import LEFT_RIGHT_PAIRS, LabelBank  # noqa: E402
 from brainkit.tasks import segment  # noqa: E402
 
 LIA_1MM = np.array([[-1.0, 0, 0, 80], [0, 0, 1, -112], [0, -1, 0, 96], [0, 0, 0, 1]])
+SYNTH_BOX = (176, 208, 176)
+SYNTH_SEEDS = range(4)
+
+
+def synth_renderings(truth: Path, work: Path) -> list[tuple[str, str, Path, Path]]:
+    """The label map drawn by the synth engine like a training image, without spatial augmentation or thick
+    slices: (source, contrast, image, labels) per seed, both on the engine's 1 mm RAS grid."""
+    bank = LabelBank.from_files([truth], shape=SYNTH_BOX)
+    config = SynthConfig(shape=SYNTH_BOX, rotation_deg=0, scaling=0, shear=0, translation=0, deform_std=0,
+                         thick_prob=0)
+    rows = []
+    for seed in SYNTH_SEEDS:
+        result = SynthEngine(bank, config, seed=seed).generate(1)
+        image, labels = work / f"voxelmorph_synth{seed}.nii.gz", work / f"voxelmorph_synth{seed}_aseg.nii.gz"
+        nib.save(nib.Nifti1Image(result.image[0, 0].numpy(), bank.affine), image)
+        nib.save(nib.Nifti1Image(bank.values[result.labels[0, 0].numpy()].astype(np.int16), bank.affine), labels)
+        rows.append(("voxelmorph label map (synth engine)", f"random, seed {seed}", image, labels))
+    return rows
 
 
 def test_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
@@ -52,7 +74,7 @@ def test_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
         rendered = work / f"voxelmorph_{contrast}.nii.gz"
         nib.save(nib.Nifti1Image(render_contrast(labels, contrast, seed=0), LIA_1MM), rendered)
         rows.append(("voxelmorph label map (rendered)", contrast, rendered, truth))
-    return rows
+    return rows + synth_renderings(truth, work)
 
 
 def score(model: torch.nn.Module, image: Path, truth: Path, out: Path, window: int, overlap: float) -> list[dict]:
