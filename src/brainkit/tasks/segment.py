@@ -181,21 +181,30 @@ def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto",
 
 # ---- training (synthetic images from the real label maps) ----------------------------------------------------
 
+def training_bank(data: Path) -> LabelBank:
+    """The label maps of `<data>/synthseg_label_maps` at 1 mm, in aseg numbers, lateralised."""
+    maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
+    loaded = LabelBank.from_files(maps, spacing=SPACING, shape=(176, 208, 176))
+    numbered = [lateralise(loaded.values[m.numpy()].astype(np.int32)) for m in loaded.maps[:, 0]]
+    return LabelBank.from_arrays(numbered, SPACING, loaded.affine)
+
+
+def training_config(side: int) -> SynthConfig:
+    """The synth engine's draws for training patches of `side` mm (see `training_batches`)."""
+    return SynthConfig(shape=(side,) * 3, rotation_deg=15, scaling=0.15, translation=40, deform_std=3.0,
+                       deform_spacing=16, thick_max=6.0, strip_prob=0.5)
+
+
 def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1]):
     """`batch_for(step, generator)`: synthetic cubic patches at 1 mm centred up to 40 mm (per axis) from the head's
     centre (so the brain's edges and the background are seen too, not only the deep grey nuclei), half of them
     skull-stripped, and their class maps. Each step draws its patch side from `patches`; several sides teach the
     network other window sizes' normalisation statistics (measured: it then minds its inference window less on
     synthetic images, not on real T1s; see the model card)."""
-    maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
-    loaded = LabelBank.from_files(maps, spacing=SPACING, shape=(176, 208, 176))
-    numbered = [lateralise(loaded.values[m.numpy()].astype(np.int32)) for m in loaded.maps[:, 0]]
-    bank = LabelBank.from_arrays(numbered, SPACING, loaded.affine)
+    bank = training_bank(data)
     lookup = torch.from_numpy(class_lookup(bank.values))
-    engines = [SynthEngine(bank, SynthConfig(shape=(side,) * 3, rotation_deg=15, scaling=0.15, translation=40,
-                                             deform_std=3.0, deform_spacing=16, thick_max=6.0, strip_prob=0.5))
-               for side in patches]
-    console.print(f"segment training: {len(maps)} label maps (lateralised), {len(ASEG_LABELS)} classes, "
+    engines = [SynthEngine(bank, training_config(side)) for side in patches]
+    console.print(f"segment training: {len(bank.maps)} label maps (lateralised), {len(ASEG_LABELS)} classes, "
                   f"patches of {', '.join(map(str, patches))} mm")
 
     def batch_for(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
