@@ -38,7 +38,7 @@ from brainkit.synth.labels import LEFT_RIGHT_PAIRS, LabelBank  # noqa: E402
 from brainkit.tasks import segment  # noqa: E402
 
 LIA_1MM = np.array([[-1.0, 0, 0, 80], [0, 0, 1, -112], [0, -1, 0, 96], [0, 0, 0, 1]])
-SYNTH_BOX = (176, 208, 176)
+SYNTH_BOX = segment.TRAINING_BOX
 SYNTH_SEEDS = range(4)
 
 

@@ -44,6 +44,7 @@ PATCH = (96, 96, 96)
 OVERLAP = 0.25
 SPACING = 1.0
 WEIGHTS = FOLDER / "segment.pt"
+TRAINING_BOX = (176, 208, 176)  # 1 mm grid the training label maps are put on
 
 
 def build_model() -> torch.nn.Module:
@@ -184,7 +185,7 @@ def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto",
 def training_bank(data: Path) -> LabelBank:
     """The label maps of `<data>/synthseg_label_maps` at 1 mm, in aseg numbers, lateralised."""
     maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
-    loaded = LabelBank.from_files(maps, spacing=SPACING, shape=(176, 208, 176))
+    loaded = LabelBank.from_files(maps, spacing=SPACING, shape=TRAINING_BOX)
     numbered = [lateralise(loaded.values[m.numpy()].astype(np.int32)) for m in loaded.maps[:, 0]]
     return LabelBank.from_arrays(numbered, SPACING, loaded.affine)
 
