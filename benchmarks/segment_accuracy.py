@@ -6,6 +6,9 @@ Test inputs (written to --work, so each row can be re-scored with `brainkit eval
 - `voxelmorph`: voxelmorph's test scan (real skull-stripped T1) and its aseg. The file has no affine; its axes
   are L, I, A (read off the labels: right thalamus at lower axis-0, brain stem below the thalamus at higher
   axis-1, caudate in front of the thalamus at higher axis-2), written here as a 1 mm LIA NIfTI.
+- Colin27 (one person's T1 averaged over 27 scans; the skull-stripped brain and the head) against the AAL atlas
+  drawn on it: real T1s labelled by another protocol than FreeSurfer's (AAL's hippocampus, amygdala and thalamus
+  are drawn differently), so their Dice compares models with each other, not with FreeSurfer's numbers.
 - `voxelmorph` label map rendered as T1, T2, FLAIR and low-contrast T1 (`brainkit.synth.contrasts`). Training
   draws from the 15 SynthSeg label maps only, so this subject's anatomy is held back.
 - the same label map drawn like a training image by the synth engine (random per-label contrast, blur, bias,
@@ -40,6 +43,7 @@ from brainkit.tasks import segment  # noqa: E402
 LIA_1MM = np.array([[-1.0, 0, 0, 80], [0, 0, 1, -112], [0, -1, 0, 96], [0, 0, 0, 1]])
 SYNTH_BOX = segment.TRAINING_BOX
 SYNTH_SEEDS = range(4)
+AAL_TO_ASEG = {77: 10, 78: 49, 71: 11, 72: 50, 73: 12, 74: 51, 75: 13, 76: 52, 37: 17, 38: 53, 41: 18, 42: 54}
 
 
 def synth_renderings(truth: Path, work: Path) -> list[tuple[str, str, Path, Path]]:
@@ -58,6 +62,20 @@ def synth_renderings(truth: Path, work: Path) -> list[tuple[str, str, Path, Path
     return rows
 
 
+def colin27_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
+    """Colin27's brain and head with its AAL atlas renumbered to aseg (the 12 target structures only)."""
+    colin = SHARED_DATA / "templates" / "colin27"
+    atlas = nib.load(colin / "aal.nii.gz")
+    regions = np.asanyarray(atlas.dataobj)
+    labels = np.zeros(regions.shape, np.int16)
+    for region, label in AAL_TO_ASEG.items():
+        labels[regions == region] = label
+    truth = work / "colin27_aal_as_aseg.nii.gz"
+    nib.save(nib.Nifti1Image(labels, atlas.affine), truth)
+    return [("colin27 brain (real, AAL labels)", "T1", colin / "ch2bet.nii.gz", truth),
+            ("colin27 head (real, AAL labels)", "T1", colin / "ch2.nii.gz", truth)]
+
+
 def test_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
     """(source, contrast, image, truth) for every evaluation input, written under `work` where needed."""
     norm = SHARED_DATA / "seg_freesurfer" / "niivue_norm"
@@ -70,6 +88,7 @@ def test_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
     image = work / "voxelmorph_T1.nii.gz"
     nib.save(nib.Nifti1Image(scan["vol"].astype(np.float32), LIA_1MM), image)
     rows.append(("voxelmorph (real)", "T1", image, truth))
+    rows += colin27_inputs(work)
     for contrast in CONTRASTS:
         rendered = work / f"voxelmorph_{contrast}.nii.gz"
         nib.save(nib.Nifti1Image(render_contrast(labels, contrast, seed=0), LIA_1MM), rendered)
