@@ -15,7 +15,7 @@ Test inputs (written to --work, so each row can be re-scored with `brainkit eval
   gamma, noise; no spatial augmentation, no thick slices), seeds 0-3: how the network does on its own kind of
   image of an unseen brain, against the fixed renderings above.
 
-    python benchmarks/segment_accuracy.py [--weights W] [--window 96 --overlap 0.25]
+    python benchmarks/segment_accuracy.py [--weights W] [--window 96 --overlap 0.25] [--no-refine]
     # writes the `segment_accuracy` section of docs/benchmarks.md
 """
 
@@ -96,10 +96,11 @@ def test_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
     return rows + synth_renderings(truth, work)
 
 
-def score(model: torch.nn.Module, image: Path, truth: Path, out: Path, window: int, overlap: float) -> list[dict]:
+def score(model: torch.nn.Module, image: Path, truth: Path, out: Path, window: int, overlap: float,
+          refine: bool) -> list[dict]:
     """Segment `image` (written under `out`) and score it against `truth` like `brainkit evaluate segment`."""
     scan = load(image)
-    labels = segment.predict(scan, model, window=window, overlap=overlap)
+    labels = segment.predict(scan, model, window=window, overlap=overlap, refine=refine)
     write_nifti(scan.output_path(out, "_seg"), labels, scan.affine, scan.header)
     reference = load(truth)
     return segment.dice_and_hd95(labels.astype(int), np.rint(reference.data).astype(int), reference.spacing)
@@ -111,13 +112,16 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/segment_accuracy"))
     parser.add_argument("--window", type=int, default=segment.PATCH[0], help="sliding-window side (voxels)")
     parser.add_argument("--overlap", type=float, default=segment.OVERLAP, help="sliding-window overlap")
+    parser.add_argument("--no-refine", dest="refine", action="store_false",
+                        help="the network's labels alone, without the per-scan intensity step")
     args = parser.parse_args()
     configure(threads=2)  # the commands' own settings
     model = segment.load_model(args.weights)
     names = "structure Dice (left/right): " + ", ".join(segment.STRUCTURES[label] for label in segment.TARGET_LEFT)
     table = []
     for source, contrast, image, truth in test_inputs(args.work):
-        rows = {row["label"]: row for row in score(model, image, truth, args.work / "pred", args.window, args.overlap)}
+        rows = {row["label"]: row for row in score(model, image, truth, args.work / "pred", args.window, args.overlap,
+                                                     args.refine)}
         summary = segment.summarise(list(rows.values()))
         pairs = [f"{rows[left]['dice']:.2f}/{rows[LEFT_RIGHT_PAIRS[left]]['dice']:.2f}" for left in segment.TARGET_LEFT]
         table.append([source, contrast, f"{summary['mean']:.3f}", f"{summary['lowest']:.2f}",
@@ -125,8 +129,9 @@ def main() -> None:
         print(table[-1], flush=True)
     header = ["input", "contrast", "mean Dice (12)", "lowest", "median HD95 mm",
               *[segment.STRUCTURES[label] for label in segment.TARGET_LEFT]]
+    step = "refined with the scan's intensities" if args.refine else "without the intensity step (`--no-refine`)"
     body = (f"## segment accuracy\n\nWeights `{args.weights.name}`, windows of {args.window}^3 with overlap "
-            f"{args.overlap}; {machine()}. Mean and lowest Dice over the 12 "
+            f"{args.overlap}, {step}; {machine()}. Mean and lowest Dice over the 12 "
             f"target structures (thalamus, caudate, putamen, pallidum, hippocampus, amygdala, left and right); "
             f"{names}. `python benchmarks/segment_accuracy.py`; every row can be re-scored with "
             f"`brainkit evaluate segment --pred {args.work}/pred/<stem>_seg.nii.gz --truth <truth>`.\n\n"

@@ -109,10 +109,11 @@ def mirrored_classes() -> list[int]:
 
 
 def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cpu", window: int = PATCH[0],
-            overlap: float = OVERLAP) -> np.ndarray:
+            overlap: float = OVERLAP, refine: bool = True) -> np.ndarray:
     """Aseg label map on the scan's own grid (int16). The class probabilities are averaged with those of the
     left-right mirrored input (its left and right labels swapped back): as in SynthSeg, this evens out the two
     hemispheres' errors (measured: mean Dice +0.01-0.02, weakest structure +0.08-0.11 on the two labelled T1s).
+    With `refine` they are then weighed against this scan's own intensities (`refine_with_intensities`).
 
     `window`, `overlap`: MONAI's sliding windows. The network's instance normalisation takes its statistics over
     each window, so its output depends on the window's size (see the model card before changing them)."""
@@ -125,8 +126,33 @@ def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cp
     with torch.no_grad(), bf16_autocast(device):
         volume = tensor.to(device)
         average = probabilities(volume) + probabilities(volume.flip(2)).flip(2)[:, mirrored_classes()]
-    labels = np.asarray(ASEG_LABELS, np.int16)[average.argmax(dim=1)[0].cpu().numpy()]
+    average = average[0].float()
+    if refine:
+        average = refine_with_intensities(volume[0, 0].float(), average)
+    labels = np.asarray(ASEG_LABELS, np.int16)[average.argmax(dim=0).cpu().numpy()]
     return geometry.to_input_grid(largest_components(labels), NEAREST)
+
+
+def refine_with_intensities(image: torch.Tensor, prior: torch.Tensor, core: float = 0.9, min_voxels: int = 50,
+                            min_sigma: float = 0.01) -> torch.Tensor:
+    """Class scores (C, X, Y, Z) = the network's probabilities `prior` times a Gaussian likelihood of each voxel's
+    intensity in `image` (X, Y, Z) under each label, fitted to this scan (one Bayes step, as atlas-based EM
+    segmentation does with an atlas for its prior). Each label's mean and spread come from the voxels the network
+    gives it with probability above `core` (all its voxels if fewer than `min_voxels`; a label with none keeps its
+    prior). Background, whose intensities are anything from air to skull, gets a flat likelihood: 1, against a
+    label's exp(-z^2 / 2) / sigma. The network places structures; the scan's own contrast then settles their
+    borders (caudate against ventricle, hippocampus against white matter). `prior` is overwritten."""
+    confidence, hard = prior.max(dim=0)
+    total = prior.sum(dim=0)
+    for index in range(1, prior.shape[0]):
+        members = hard == index
+        if int(members.sum()) < min_voxels:
+            continue
+        confident = members & (confidence > core * total)
+        values = image[confident] if int(confident.sum()) >= min_voxels else image[members]
+        mean, sigma = values.mean(), values.std().clamp(min=min_sigma)
+        prior[index] *= torch.exp(-0.5 * ((image - mean) / sigma) ** 2) / sigma
+    return prior
 
 
 def largest_components(labels: np.ndarray, structures: tuple[int, ...] = SUBCORTICAL) -> np.ndarray:
