@@ -126,7 +126,7 @@ def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cp
     with torch.no_grad(), bf16_autocast(device):
         volume = tensor.to(device)
         average = probabilities(volume) + probabilities(volume.flip(2)).flip(2)[:, mirrored_classes()]
-    average = average[0].float()
+    average = average[0].float().div_(2)  # the mean of the two passes' probabilities
     if refine:
         average = refine_with_intensities(volume[0, 0].float(), average)
     labels = np.asarray(ASEG_LABELS, np.int16)[average.argmax(dim=0).cpu().numpy()]
@@ -143,12 +143,11 @@ def refine_with_intensities(image: torch.Tensor, prior: torch.Tensor, core: floa
     label's exp(-z^2 / 2) / sigma. The network places structures; the scan's own contrast then settles their
     borders (caudate against ventricle, hippocampus against white matter). `prior` is overwritten."""
     confidence, hard = prior.max(dim=0)
-    total = prior.sum(dim=0)
     for index in range(1, prior.shape[0]):
         members = hard == index
         if int(members.sum()) < min_voxels:
             continue
-        confident = members & (confidence > core * total)
+        confident = members & (confidence > core)
         values = image[confident] if int(confident.sum()) >= min_voxels else image[members]
         mean, sigma = values.mean(), values.std().clamp(min=min_sigma)
         prior[index] *= torch.exp(-0.5 * ((image - mean) / sigma) ** 2) / sigma
