@@ -136,6 +136,27 @@ def test_skull_stripping_turns_non_brain_labels_into_background_and_keeps_the_br
     assert bool(stripped.params["stripped"].all()) and not bool(kept.params["stripped"].any())
 
 
+def test_ordered_contrast_puts_subcortical_grey_between_cortex_and_white_matter():
+    from brainkit.synth.labels import CORTEX, SUBCORTICAL_GREY, WHITE_MATTER
+
+    labels = np.zeros((24, 24, 24), np.int32)
+    labels[2:22, 2:22, 2:22] = 3  # cortex
+    labels[5:19, 5:19, 5:19] = 2  # white matter
+    labels[8:12, 8:12, 8:12] = 10  # thalamus
+    labels[13:16, 13:16, 13:16] = 24  # CSF: keeps its random mean
+    bank = LabelBank.from_arrays([labels])
+    tissue = dict(zip(bank.values.tolist(), bank.class_tissue[bank.intensity_class].tolist()))
+    assert (tissue[2], tissue[3], tissue[10]) == (WHITE_MATTER, CORTEX, SUBCORTICAL_GREY)
+    config = SynthConfig(shape=(24, 24, 24), ordered_contrast_prob=1.0, **STILL, **CLEAN)
+    batch = SynthEngine(bank, config, seed=2).generate(8)
+    at = {value: (batch.labels[:, 0] == int(np.flatnonzero(bank.values == value)[0])) for value in (2, 3, 10)}
+    for image, index in zip(batch.image[:, 0], range(8)):
+        white, cortex, thalamus = (float(image[at[value][index]].mean()) for value in (2, 3, 10))
+        assert min(white, cortex) - 1e-6 <= thalamus <= max(white, cortex) + 1e-6
+    unordered = SynthEngine(bank, SynthConfig(shape=(24, 24, 24), **STILL, **CLEAN), seed=2).generate(8)
+    assert not torch.equal(unordered.image, batch.image)
+
+
 def test_fixed_contrasts_order_tissues_as_the_named_sequence_does():
     from brainkit.synth.contrasts import render_contrast
 

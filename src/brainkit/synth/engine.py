@@ -56,6 +56,7 @@ class SynthConfig:
     noise_max: float = 0.04
     random_shape_labels: int = 12  # labels per random-shape map (when there is no bank)
     strip_prob: float = 0.0  # chance that a bank sample is skull-stripped (non-brain labels become background)
+    ordered_contrast_prob: float = 0.0  # chance of tissue-ordered contrast (`intensity.ordered_means`; needs a bank)
 
 
 @dataclass
@@ -82,9 +83,11 @@ class SynthEngine:
             self.maps = pad_labels(bank.maps.to(self.device))
             self.label_class = bank.intensity_class.to(self.device)
             self.is_brain = bank.is_brain.to(self.device)
+            self.tissue = bank.class_tissue.to(self.device)
         else:
             count = self.config.random_shape_labels
             self.label_class = torch.arange(count, device=self.device)
+            self.tissue = None
 
     @property
     def n_classes(self) -> int:
@@ -125,7 +128,8 @@ class SynthEngine:
     def render(self, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """A random-contrast image (B, 1, X, Y, Z) in [0, 1] of label indices (B, 1, X, Y, Z)."""
         cfg, g, batch = self.config, self.generator, labels.shape[0]
-        image = gmm_intensities(labels, self.label_class, self.n_classes, cfg.label_std_max, g)
+        image = gmm_intensities(labels, self.label_class, self.n_classes, cfg.label_std_max, g,
+                                tissue=self.tissue, ordered_prob=cfg.ordered_contrast_prob)
         sigma = uniform(0, cfg.blur_max, (batch, 3), g, self.device)
         thickness = torch.ones((batch, 3), device=self.device)
         thick = torch.rand((batch,), generator=g, device=self.device) < cfg.thick_prob

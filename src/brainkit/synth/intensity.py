@@ -14,18 +14,41 @@ FWHM_TO_SIGMA = 1 / (2 * math.sqrt(2 * math.log(2)))
 
 
 def gmm_intensities(labels: torch.Tensor, label_class: torch.Tensor, n_classes: int, std_max: float,
-                    generator: torch.Generator | None, dark_background_prob: float = 0.8) -> torch.Tensor:
+                    generator: torch.Generator | None, dark_background_prob: float = 0.8,
+                    tissue: torch.Tensor | None = None, ordered_prob: float = 0.0) -> torch.Tensor:
     """One Gaussian per intensity class: mean U(0, 1), std U(0, std_max); class 0 (background) is dark
-    (mean below 0.1) with probability `dark_background_prob`. Returns (B, 1, X, Y, Z) float32."""
+    (mean below 0.1) with probability `dark_background_prob`. With `tissue` (each class's `TISSUE_GROUP` code) a
+    share `ordered_prob` of the samples gets tissue-ordered means (`ordered_means`). Returns (B, 1, X, Y, Z)."""
     batch, device = labels.shape[0], labels.device
     means = uniform(0, 1, (batch, n_classes), generator, device)
     dark = torch.rand((batch,), generator=generator, device=device) < dark_background_prob
     means[:, 0] = torch.where(dark, means[:, 0] * 0.1, means[:, 0])
+    if tissue is not None and ordered_prob > 0:  # no draw otherwise: other jobs' random streams stay as they were
+        means = ordered_means(means, tissue.to(device), ordered_prob, generator)
     stds = uniform(0, std_max, (batch, n_classes), generator, device)
     classes = label_class.to(device)[labels.reshape(batch, -1)]
     noise = torch.randn(classes.shape, generator=generator, device=device)
     image = torch.gather(means, 1, classes) + torch.gather(stds, 1, classes) * noise
     return image.view(labels.shape)
+
+
+def ordered_means(means: torch.Tensor, tissue: torch.Tensor, prob: float,
+                  generator: torch.Generator | None) -> torch.Tensor:
+    """Class means (B, n_classes) where a random share `prob` of the samples is redrawn in tissue order: white
+    matter and cortex anywhere in [0, 1], each subcortical grey class somewhere between them (as in T1, T2, PD and
+    FLAIR images; fully random means seldom put thalamus and pallidum that close to white matter), cerebellar
+    white matter and cortex within 0.1 of their cerebral twins. Classes of `OTHER_TISSUE` keep their means."""
+    batch, n_classes = means.shape
+    device = means.device
+    ordered = torch.rand((batch,), generator=generator, device=device) < prob
+    white = torch.rand((batch, 1), generator=generator, device=device)
+    cortex = torch.rand((batch, 1), generator=generator, device=device)
+    between = cortex + torch.rand((batch, n_classes), generator=generator, device=device) * (white - cortex)
+    jitter = (torch.rand((batch, n_classes), generator=generator, device=device) - 0.5) * 0.2
+    options = torch.stack([means, white.expand_as(means), cortex.expand_as(means), between, white + jitter,
+                           cortex + jitter])  # indexed by TISSUE_GROUP code
+    drawn = torch.gather(options, 0, tissue.view(1, 1, -1).expand(1, batch, n_classes))[0].clamp(0, 1)
+    return torch.where(ordered[:, None], drawn, means)
 
 
 def gaussian_blur(volume: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

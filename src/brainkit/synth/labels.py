@@ -22,6 +22,11 @@ LEFT_RIGHT_PAIRS = {2: 41, 3: 42, 4: 43, 5: 44, 7: 46, 8: 47, 10: 49, 11: 50, 12
                     26: 58, 28: 60, 30: 62, 31: 63}
 # Labels a skull-stripped scan keeps: both hemispheres' structures, 3rd/4th ventricles, brain stem, CSF.
 BRAIN_LABELS = frozenset(LEFT_RIGHT_PAIRS) | frozenset(LEFT_RIGHT_PAIRS.values()) | {14, 15, 16, 24}
+# Tissue groups of the left-hemisphere aseg labels (right ones follow their twins), for tissue-ordered contrasts
+# (`SynthConfig.ordered_contrast_prob`); every other label is OTHER_TISSUE.
+OTHER_TISSUE, WHITE_MATTER, CORTEX, SUBCORTICAL_GREY, CEREBELLAR_WHITE, CEREBELLAR_CORTEX = range(6)
+TISSUE_GROUP = {2: WHITE_MATTER, 3: CORTEX, 7: CEREBELLAR_WHITE, 8: CEREBELLAR_CORTEX,
+                **dict.fromkeys((10, 11, 12, 13, 16, 17, 18, 26, 28), SUBCORTICAL_GREY)}
 
 
 @dataclass
@@ -46,6 +51,15 @@ class LabelBank:
     def is_brain(self) -> torch.Tensor:
         """(K,) bool: which label indices a skull-stripped scan keeps (`BRAIN_LABELS`)."""
         return torch.from_numpy(np.isin(self.values, list(BRAIN_LABELS)))
+
+    @property
+    def class_tissue(self) -> torch.Tensor:
+        """(n_classes,) `TISSUE_GROUP` code of each intensity class (left/right homologues share a class)."""
+        left_of = {right: left for left, right in LEFT_RIGHT_PAIRS.items()}
+        tissue = torch.full((self.n_classes,), OTHER_TISSUE, dtype=torch.long)
+        for value, intensity_class in zip(self.values.tolist(), self.intensity_class.tolist()):
+            tissue[intensity_class] = TISSUE_GROUP.get(left_of.get(value, value), OTHER_TISSUE)
+        return tissue
 
     @classmethod
     def from_arrays(cls, arrays: list[np.ndarray], spacing: float = 1.0, affine: np.ndarray | None = None
