@@ -150,7 +150,7 @@ def test_ordered_contrast_puts_subcortical_grey_between_cortex_and_white_matter(
     config = SynthConfig(shape=(24, 24, 24), ordered_contrast_prob=1.0, **STILL, **CLEAN)
     batch = SynthEngine(bank, config, seed=2).generate(8)
     at = {value: (batch.labels[:, 0] == int(np.flatnonzero(bank.values == value)[0])) for value in (2, 3, 10)}
-    for image, index in zip(batch.image[:, 0], range(8)):
+    for index, image in enumerate(batch.image[:, 0]):
         white, cortex, thalamus = (float(image[at[value][index]].mean()) for value in (2, 3, 10))
         assert min(white, cortex) - 1e-6 <= thalamus <= max(white, cortex) + 1e-6
     unordered = SynthEngine(bank, SynthConfig(shape=(24, 24, 24), **STILL, **CLEAN), seed=2).generate(8)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from brainkit.synth.labels import LEFT_RIGHT_PAIRS
+from brainkit.synth.labels import RIGHT_TO_LEFT
 
 # Tissue of each FreeSurfer aseg label (left and right alike); anything else in the brain counts as white matter.
 TISSUE = {0: "background", 2: "wm", 7: "wm", 16: "brainstem", 28: "dc", 3: "gm", 8: "cerebellum_gm", 10: "thalamus",
           11: "caudate", 12: "putamen", 13: "pallidum", 17: "hippocampus", 18: "amygdala", 26: "accumbens",
           4: "csf", 5: "csf", 14: "csf", 15: "csf", 24: "csf", 31: "csf", 72: "csf", 30: "gm", 80: "gm"}
-RIGHT_TO_LEFT = {right: left for left, right in LEFT_RIGHT_PAIRS.items()}
 CONTRASTS = {
     "t1": {"background": 0.0, "wm": 0.85, "brainstem": 0.8, "dc": 0.75, "gm": 0.5, "cerebellum_gm": 0.55,
            "thalamus": 0.7, "caudate": 0.58, "putamen": 0.62, "pallidum": 0.74, "hippocampus": 0.52,

@@ -20,6 +20,7 @@ from brainkit.spatial import NEAREST, Geometry, Grid, foreground_bbox
 # FreeSurfer aseg left -> right homologues (labels_table.txt of SynthSeg).
 LEFT_RIGHT_PAIRS = {2: 41, 3: 42, 4: 43, 5: 44, 7: 46, 8: 47, 10: 49, 11: 50, 12: 51, 13: 52, 17: 53, 18: 54,
                     26: 58, 28: 60, 30: 62, 31: 63}
+RIGHT_TO_LEFT = {right: left for left, right in LEFT_RIGHT_PAIRS.items()}
 # Labels a skull-stripped scan keeps: both hemispheres' structures, 3rd/4th ventricles, brain stem, CSF.
 BRAIN_LABELS = frozenset(LEFT_RIGHT_PAIRS) | frozenset(LEFT_RIGHT_PAIRS.values()) | {14, 15, 16, 24}
 # Tissue groups of the left-hemisphere aseg labels (right ones follow their twins), for tissue-ordered contrasts
@@ -55,10 +56,9 @@ class LabelBank:
     @property
     def class_tissue(self) -> torch.Tensor:
         """(n_classes,) `TISSUE_GROUP` code of each intensity class (left/right homologues share a class)."""
-        left_of = {right: left for left, right in LEFT_RIGHT_PAIRS.items()}
         tissue = torch.full((self.n_classes,), OTHER_TISSUE, dtype=torch.long)
         for value, intensity_class in zip(self.values.tolist(), self.intensity_class.tolist()):
-            tissue[intensity_class] = TISSUE_GROUP.get(left_of.get(value, value), OTHER_TISSUE)
+            tissue[intensity_class] = TISSUE_GROUP.get(RIGHT_TO_LEFT.get(value, value), OTHER_TISSUE)
         return tissue
 
     @classmethod

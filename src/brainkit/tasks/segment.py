@@ -26,7 +26,7 @@ from brainkit.spatial import NEAREST, Geometry, Grid, foreground_bbox
 from brainkit.spatial.symmetry import midplane_voxel_map
 from brainkit.synth import LabelBank, SynthConfig, SynthEngine
 from brainkit.synth.intensity import normalise
-from brainkit.synth.labels import LEFT_RIGHT_PAIRS
+from brainkit.synth.labels import LEFT_RIGHT_PAIRS, RIGHT_TO_LEFT
 from brainkit.tasks import Task
 from brainkit.train.recipe import add_train_options, train_and_save
 from brainkit.weights import FOLDER, load_weights
@@ -104,7 +104,7 @@ def prepare(scan: Scan) -> tuple[torch.Tensor, Geometry]:
 def mirrored_classes() -> list[int]:
     """Class index order that swaps every left label with its right homologue (for a left-right mirrored input)."""
     index = {label: i for i, label in enumerate(ASEG_LABELS)}
-    swapped = {**LEFT_RIGHT_PAIRS, **{right: left for left, right in LEFT_RIGHT_PAIRS.items()}}
+    swapped = {**LEFT_RIGHT_PAIRS, **RIGHT_TO_LEFT}
     return [index[swapped.get(label, label)] for label in ASEG_LABELS]
 
 
