@@ -218,7 +218,7 @@ def training_bank(data: Path) -> LabelBank:
 def training_config(side: int) -> SynthConfig:
     """The synth engine's draws for training patches of `side` mm (see `training_batches`)."""
     return SynthConfig(shape=(side,) * 3, rotation_deg=15, scaling=0.15, translation=40, deform_std=3.0,
-                       deform_spacing=16, thick_max=6.0, strip_prob=0.5, ordered_contrast_prob=0.5)
+                       deform_spacing=16, thick_max=6.0, strip_prob=0.5, ordered_contrast_prob=0.8)
 
 
 def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1]):
