@@ -38,6 +38,14 @@ def test_mirrored_classes_swap_left_and_right_labels_only():
     assert labels[order[list(labels).index(16)]] == 16 and labels[order[0]] == 0
 
 
+def test_softmax_in_place_matches_torch_and_reuses_the_logits_memory():
+    logits = torch.randn(1, 5, 4, 3, 2) * 20
+    expected = torch.softmax(logits, dim=1)
+    result = segment.softmax_in_place(logits)
+    assert result.data_ptr() == logits.data_ptr()
+    assert torch.allclose(result, expected, atol=1e-6)
+
+
 def test_volumes_count_voxels_times_voxel_size():
     labels = np.zeros((10, 10, 10), np.int16)
     labels[:2, :5, :5] = 17

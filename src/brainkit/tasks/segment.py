@@ -120,17 +120,29 @@ def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cp
     tensor, geometry = prepare(scan)
 
     def probabilities(volume: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(sliding_window_inference(volume, (window,) * 3, sw_batch_size=2, predictor=model,
-                                                      overlap=overlap, mode="gaussian"), dim=1)
+        return softmax_in_place(sliding_window_inference(volume, (window,) * 3, sw_batch_size=1, predictor=model,
+                                                         overlap=overlap, mode="gaussian"))
 
     with torch.no_grad(), bf16_autocast(device):
         volume = tensor.to(device)
-        average = probabilities(volume) + probabilities(volume.flip(2)).flip(2)[:, mirrored_classes()]
-    average = average[0].float().div_(2)  # the mean of the two passes' probabilities
+        average = probabilities(volume)[0]
+        mirrored = probabilities(volume.flip(2))[0]
+        for index, source in enumerate(mirrored_classes()):  # class by class: no third full-size array
+            average[index] += mirrored[source].flip(0)
+        del mirrored
+    average = average.float().div_(2)  # the mean of the two passes' probabilities
     if refine:
         average = refine_with_intensities(volume[0, 0].float(), average)
     labels = np.asarray(ASEG_LABELS, np.int16)[average.argmax(dim=0).cpu().numpy()]
     return geometry.to_input_grid(largest_components(labels), NEAREST)
+
+
+def softmax_in_place(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over the classes (dim 1), overwriting `logits`: a whole head's 33 class maps take about 0.9 GB, and
+    `torch.softmax` would hold a second copy (with both passes, peak memory went over 4 GB on a whole 1 mm head)."""
+    logits -= logits.amax(dim=1, keepdim=True)
+    logits.exp_()
+    return logits.div_(logits.sum(dim=1, keepdim=True))
 
 
 def refine_with_intensities(image: torch.Tensor, prior: torch.Tensor, core: float = 0.9, min_voxels: int = 50,
