@@ -24,7 +24,8 @@ from brainkit.tasks import segment, translate  # noqa: E402
 from brainkit.weights import save_weights  # noqa: E402
 
 SCANS = ["t1_depression/sub-01_T1w.nii.gz", "seg_freesurfer/niivue_norm/norm.mgz",
-         "pairs_open_ms_mni/patient07/T1_N4_noneck_reduced_winsor_regtoFLAIR_brain_N4_regtoMNI.nii.gz"]
+         "pairs_open_ms_mni/patient07/T1_N4_noneck_reduced_winsor_regtoFLAIR_brain_N4_regtoMNI.nii.gz",
+         "templates/colin27/ch2.nii.gz"]  # a whole head with its neck: the largest box
 
 
 # Runs the command, then prints its own peak resident set (kB) as the last line.

@@ -85,7 +85,7 @@ def test_prepare_gives_a_1mm_ras_box_of_at_least_one_patch():
     affine = np.diag([-2.0, 2.0, 2.0, 1.0])
     scan = Scan(blob_volume((40, 50, 30), noise=0.0), affine, None, segment.Path("x.nii.gz"), segment.Path("x"))
     tensor, geometry = segment.prepare(scan)
-    assert tensor.shape[:2] == (1, 1) and all(n >= 96 for n in tensor.shape[2:])
+    assert tensor.shape[:2] == (1, 1) and all(n >= segment.PATCH[0] for n in tensor.shape[2:])
     assert geometry.grid.axcodes == "RAS" and np.allclose(geometry.grid.spacing, 1.0)
 
 
@@ -136,7 +136,7 @@ def test_bundled_model_on_a_real_labelled_t1(shared_data):
     assert labels.shape == scan.shape
     reference = np.rint(truth.data).astype(int)
     summary = segment.summarise(segment.dice_and_hd95(labels, reference, truth.spacing))
-    assert summary["mean"] > 0.75 and summary["lowest"] > 0.6  # measured 0.809 / 0.70; see weights/segment.md
+    assert summary["mean"] > 0.75 and summary["lowest"] > 0.6  # measured 0.818 / 0.74; see weights/segment.md
     network_alone = segment.predict(scan, model, refine=False)
     assert segment.summarise(segment.dice_and_hd95(network_alone, reference, truth.spacing))["mean"] < summary["mean"]
     for label in (4, 43):  # lateral ventricles: the dark background around a stripped brain is not ventricle
