@@ -15,7 +15,7 @@ Test inputs (written to --work, so each row can be re-scored with `brainkit eval
   gamma, noise; no spatial augmentation, no thick slices), seeds 0-3: how the network does on its own kind of
   image of an unseen brain, against the fixed renderings above.
 
-    python benchmarks/segment_accuracy.py [--weights W] [--window 96 --overlap 0.25] [--no-refine]
+    python benchmarks/segment_accuracy.py [--weights W] [--window 128 --overlap 0.25] [--no-refine]
     # writes the `segment_accuracy` section of docs/benchmarks.md
 """
 

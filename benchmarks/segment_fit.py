@@ -3,7 +3,7 @@ pooled over synthetic patches drawn from the 15 training label maps with the tra
 parts of the augmentation turned off. Set beside `segment_accuracy` (new brains): a network that scores no
 higher here underfits its training distribution rather than failing to generalise.
 
-    python benchmarks/segment_fit.py [--weights W] [--patches 30] [--side 96]
+    python benchmarks/segment_fit.py [--weights W] [--patches 30] [--side 128]
     # writes the `segment_fit` section of docs/benchmarks.md
 """
 
@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=segment.WEIGHTS)
     parser.add_argument("--patches", type=int, default=30, help="patches per setting")
-    parser.add_argument("--side", type=int, default=segment.PATCH[0], help="patch side in mm (inference: 96)")
+    parser.add_argument("--side", type=int, default=segment.PATCH[0], help="patch side in mm (inference: 128)")
     args = parser.parse_args()
     configure(threads=2)
     model = segment.load_model(args.weights).eval()
