@@ -165,6 +165,17 @@ def test_training_patches_take_every_given_side_and_class_indices(tmp_path):
     assert sides == {16, 24}
 
 
+def test_mirrored_training_patches_are_flipped_with_left_and_right_labels_swapped(tmp_path):
+    data = toy_label_maps(tmp_path)
+    plain_image, plain_classes = segment.training_batches(data, 2, (24,))(0, torch.Generator().manual_seed(1))
+    image, classes = segment.training_batches(data, 2, (24,), mirror=1.0)(0, torch.Generator().manual_seed(1))
+    assert torch.equal(image, plain_image.flip(2))
+    index = {label: i for i, label in enumerate(segment.ASEG_LABELS)}
+    for left, right in ((2, 41), (10, 49)):
+        assert torch.equal(classes == index[right], (plain_classes == index[left]).flip(2))
+    assert (classes == index[2]).any() and (classes == index[41]).any()  # both sides are in the patch
+
+
 def test_train_cli_writes_weights_that_segment_reads(tmp_path):
     from tests.test_cli import brainkit
 

@@ -233,14 +233,17 @@ def training_config(side: int) -> SynthConfig:
                        deform_spacing=16, thick_max=6.0, strip_prob=0.5, ordered_contrast_prob=0.8)
 
 
-def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1]):
+def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1], mirror: float = 0.0):
     """`batch_for(step, generator)`: synthetic cubic patches at 1 mm centred up to 40 mm (per axis) from the head's
     centre (so the brain's edges and the background are seen too, not only the deep grey nuclei), half of them
     skull-stripped, and their class maps. Each step draws its patch side from `patches`; several sides teach the
     network other window sizes' normalisation statistics (measured: it then minds its inference window less on
-    synthetic images, not on real T1s; see the model card)."""
+    synthetic images, not on real T1s; see the model card). A share `mirror` of the patches is flipped left-right
+    with left and right labels swapped, as SynthSeg does: mirror images of the training brains (0: the generator's
+    draws stay those of earlier runs)."""
     bank = training_bank(data)
     lookup = torch.from_numpy(class_lookup(bank.values))
+    swapped = torch.tensor(mirrored_classes())
     engines = [SynthEngine(bank, training_config(side)) for side in patches]
     console.print(f"segment training: {len(bank.maps)} label maps (lateralised), {len(ASEG_LABELS)} classes, "
                   f"patches of {', '.join(map(str, patches))} mm")
@@ -249,15 +252,19 @@ def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1
         engine = engines[int(torch.randint(len(engines), (1,), generator=generator))] if len(engines) > 1 \
             else engines[0]  # one side: the generator's draws stay those of earlier runs
         engine.generator = generator
-        result = engine.generate(batch)
-        return result.image, lookup[result.labels]
+        if not mirror:
+            result = engine.generate(batch)
+            return result.image, lookup[result.labels]
+        result, flipped = engine.generate_mirrored(batch, mirror)
+        classes = lookup[result.labels]
+        return result.image, torch.where(flipped.view(-1, 1, 1, 1, 1), swapped[classes], classes)
 
     return batch_for
 
 
 def run_train(args: argparse.Namespace) -> int:
     loss = DiceCELoss(to_onehot_y=True, softmax=True)
-    batches = training_batches(Path(args.data), args.batch, tuple(args.patch))
+    batches = training_batches(Path(args.data), args.batch, tuple(args.patch), args.mirror)
     train_and_save("segment", build_model(), batches, loss, args, every=(25, 5, 0))
     return 0
 
@@ -268,6 +275,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch", type=int, nargs="+", default=list(PATCH[:1]),
                         help="training patch side in mm, multiples of 8 (one patch per step on 2 CPU cores: 1.9 s "
                              "at 128, 0.7 s at 96; inference stays 128^3); several sides: each step draws one")
+    parser.add_argument("--mirror", type=float, default=0.0,
+                        help="share of patches mirrored left-right with left and right labels swapped")
 
 
 # ---- evaluation -----------------------------------------------------------------------------------------------
