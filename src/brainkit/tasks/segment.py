@@ -28,7 +28,8 @@ from brainkit.synth import LabelBank, SynthConfig, SynthEngine
 from brainkit.synth.intensity import normalise
 from brainkit.synth.labels import LEFT_RIGHT_PAIRS, RIGHT_TO_LEFT
 from brainkit.tasks import Task
-from brainkit.train.recipe import add_train_options, train_and_save
+from brainkit.train.loop import on_device
+from brainkit.train.recipe import add_train_options, distributed_device, train_and_save
 from brainkit.weights import FOLDER, load_weights
 
 # SynthSeg's whole-brain label set (FreeSurfer aseg numbers); index 0 is background.
@@ -233,25 +234,27 @@ def training_config(side: int) -> SynthConfig:
                        deform_spacing=16, thick_max=6.0, strip_prob=0.5, ordered_contrast_prob=0.8)
 
 
-def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1], mirror: float = 0.0):
+def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1], mirror: float = 0.0,
+                     device: torch.device | str = "cpu"):
     """`batch_for(step, generator)`: synthetic cubic patches at 1 mm centred up to 40 mm (per axis) from the head's
     centre (so the brain's edges and the background are seen too, not only the deep grey nuclei), half of them
     skull-stripped, and their class maps. Each step draws its patch side from `patches`; several sides teach the
     network other window sizes' normalisation statistics (measured: it then minds its inference window less on
     synthetic images, not on real T1s; see the model card). A share `mirror` of the patches is flipped left-right
     with left and right labels swapped, as SynthSeg does: mirror images of the training brains (0: the generator's
-    draws stay those of earlier runs)."""
+    draws stay those of earlier runs). The engine draws on `device` (a GPU synthesises its own batches: on the CPU
+    they would starve it); there each step's generator seeds a generator of that device."""
     bank = training_bank(data)
-    lookup = torch.from_numpy(class_lookup(bank.values))
-    swapped = torch.tensor(mirrored_classes())
-    engines = [SynthEngine(bank, training_config(side)) for side in patches]
+    lookup = torch.from_numpy(class_lookup(bank.values)).to(device)
+    swapped = torch.tensor(mirrored_classes(), device=device)
+    engines = [SynthEngine(bank, training_config(side), device=device) for side in patches]
     console.print(f"segment training: {len(bank.maps)} label maps (lateralised), {len(ASEG_LABELS)} classes, "
                   f"patches of {', '.join(map(str, patches))} mm")
 
     def batch_for(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         engine = engines[int(torch.randint(len(engines), (1,), generator=generator))] if len(engines) > 1 \
             else engines[0]  # one side: the generator's draws stay those of earlier runs
-        engine.generator = generator
+        engine.generator = on_device(generator, engine.device)
         if not mirror:
             result = engine.generate(batch)
             return result.image, lookup[result.labels]
@@ -264,7 +267,8 @@ def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1
 
 def run_train(args: argparse.Namespace) -> int:
     loss = DiceCELoss(to_onehot_y=True, softmax=True)
-    batches = training_batches(Path(args.data), args.batch, tuple(args.patch), args.mirror)
+    batches = training_batches(Path(args.data), args.batch, tuple(args.patch), args.mirror,
+                               distributed_device(args.device))
     train_and_save("segment", build_model(), batches, loss, args, every=(25, 5, 0))
     return 0
 

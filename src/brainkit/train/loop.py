@@ -55,6 +55,15 @@ def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + rank)
 
 
+def on_device(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """`generator` itself on the CPU; elsewhere a generator of `device` seeded from it (torch draws on a device
+    only with that device's generator), so a step's batch is still a function of (seed, step, rank)."""
+    if device.type == "cpu":
+        return generator
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    return torch.Generator(device).manual_seed(seed)
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: object | None, step: int) -> None:
     """Write model, optimiser and scheduler state with the step, atomically."""
@@ -158,6 +167,7 @@ def train(model: torch.nn.Module, batch_for: BatchFn, loss_fn: Callable[[torch.T
     """Train `model` to `config.steps`, resuming from `config.checkpoint` if it exists; return the model."""
     rank, world = rank_and_world()
     device = torch.device(device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed input shapes: let cuDNN pick the fastest 3D kernels
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = scheduler_for(optimizer) if scheduler_for else None
