@@ -12,7 +12,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from brainkit.train import TrainConfig, train
+from brainkit.train import TrainConfig, step_generator, train
+from brainkit.train.loop import on_device
 from brainkit.train.recipe import close_process_group
 
 
@@ -122,3 +123,16 @@ def test_cosine_schedule_decays_to_zero_and_refuses_a_job_with_its_own(tmp_path)
     assert lrs[0] < 0.05 and lrs[-1] < 1e-9  # half-way down at step 5, zero at the last step
     with pytest.raises(SystemExit, match="own learning-rate schedule"):
         train_and_save("toy", toy_model(), toy_batches, bce, args, scheduler_for=torch.optim.lr_scheduler.StepLR)
+
+
+def test_on_device_keeps_a_cpu_generator_and_seeds_a_device_one_from_it():
+    generator = torch.Generator().manual_seed(3)
+    assert on_device(generator, torch.device("cpu")) is generator
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_device_draws_the_same_batch_for_the_same_step_on_a_gpu():
+    device = torch.device("cuda")
+    draws = [torch.rand(4, generator=on_device(step_generator(0, 7), device), device=device) for _ in range(2)]
+    other = torch.rand(4, generator=on_device(step_generator(0, 8), device), device=device)
+    assert torch.equal(*draws) and not torch.equal(draws[0], other)
