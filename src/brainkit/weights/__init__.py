@@ -31,6 +31,8 @@ def load_weights(model: torch.nn.Module, path: Path, job: str, device: torch.dev
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> Path:
-    """Save the model's state as fp16 (half the size; inference runs in fp32), atomically."""
-    state = {key: value.half() if value.is_floating_point() else value for key, value in model.state_dict().items()}
+    """Save the model's state as fp16 (half the size; inference runs in fp32) on the CPU (a file written after GPU
+    training must load where there is none), atomically."""
+    state = {key: (value.half() if value.is_floating_point() else value).cpu()
+             for key, value in model.state_dict().items()}
     return write_with(path, lambda tmp: torch.save(state, tmp))
