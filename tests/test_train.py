@@ -12,8 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from brainkit.train import TrainConfig, step_generator, train
-from brainkit.train.loop import on_device
+from brainkit.train import TrainConfig, on_device, step_generator, train
 from brainkit.train.recipe import close_process_group
 
 
@@ -125,7 +124,7 @@ def test_cosine_schedule_decays_to_zero_and_refuses_a_job_with_its_own(tmp_path)
         train_and_save("toy", toy_model(), toy_batches, bce, args, scheduler_for=torch.optim.lr_scheduler.StepLR)
 
 
-def test_on_device_keeps_a_cpu_generator_and_seeds_a_device_one_from_it():
+def test_on_device_keeps_a_cpu_generator_as_it_is():
     generator = torch.Generator().manual_seed(3)
     assert on_device(generator, torch.device("cpu")) is generator
 

@@ -28,7 +28,7 @@ from brainkit.synth import LabelBank, SynthConfig, SynthEngine
 from brainkit.synth.intensity import normalise
 from brainkit.synth.labels import LEFT_RIGHT_PAIRS, RIGHT_TO_LEFT
 from brainkit.tasks import Task
-from brainkit.train.loop import on_device
+from brainkit.train import on_device
 from brainkit.train.recipe import add_train_options, distributed_device, train_and_save
 from brainkit.weights import FOLDER, load_weights
 
