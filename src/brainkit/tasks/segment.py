@@ -25,7 +25,7 @@ from brainkit.runtime import bf16_autocast, console, resolve_device
 from brainkit.spatial import NEAREST, Geometry, Grid, foreground_bbox
 from brainkit.spatial.symmetry import midplane_voxel_map
 from brainkit.synth import LabelBank, SynthConfig, SynthEngine
-from brainkit.synth.intensity import normalise
+from brainkit.synth.intensity import bias_field, gamma_and_noise, normalise
 from brainkit.synth.labels import LEFT_RIGHT_PAIRS, RIGHT_TO_LEFT
 from brainkit.tasks import Task
 from brainkit.train import on_device
@@ -111,14 +111,21 @@ def mirrored_classes() -> list[int]:
 
 def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cpu", window: int = PATCH[0],
             overlap: float = OVERLAP, refine: bool = True) -> np.ndarray:
-    """Aseg label map on the scan's own grid (int16). The class probabilities are averaged with those of the
-    left-right mirrored input (its left and right labels swapped back): as in SynthSeg, this evens out the two
-    hemispheres' errors (measured: mean Dice +0.01-0.02, weakest structure +0.08-0.11 on the two labelled T1s).
-    With `refine` they are then weighed against this scan's own intensities (`refine_with_intensities`).
+    """Aseg label map on the scan's own grid (int16): `box_labels` of the prepared scan, taken back to its grid."""
+    tensor, geometry = prepare(scan)
+    return geometry.to_input_grid(box_labels(tensor, model, device, window, overlap, refine), NEAREST)
+
+
+def box_labels(tensor: torch.Tensor, model: torch.nn.Module, device: torch.device | str = "cpu",
+               window: int = PATCH[0], overlap: float = OVERLAP, refine: bool = True) -> np.ndarray:
+    """Aseg labels (int16) of a `prepare`d image, on its 1 mm box. The class probabilities are averaged with those
+    of the left-right mirrored input (its left and right labels swapped back): as in SynthSeg, this evens out the
+    two hemispheres' errors (measured: mean Dice +0.01-0.02, weakest structure +0.08-0.11 on the two labelled
+    T1s). With `refine` they are then weighed against this scan's own intensities (`refine_with_intensities`).
+    Each deep grey structure keeps its largest connected piece.
 
     `window`, `overlap`: MONAI's sliding windows. The network's instance normalisation takes its statistics over
     each window, so its output depends on the window's size (see the model card before changing them)."""
-    tensor, geometry = prepare(scan)
 
     def probabilities(volume: torch.Tensor) -> torch.Tensor:
         return softmax_in_place(sliding_window_inference(volume, (window,) * 3, sw_batch_size=1, predictor=model,
@@ -134,8 +141,7 @@ def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cp
     average = average.float().div_(2)  # the mean of the two passes' probabilities
     if refine:
         average = refine_with_intensities(volume[0, 0].float(), average)
-    labels = np.asarray(ASEG_LABELS, np.int16)[average.argmax(dim=0).cpu().numpy()]
-    return geometry.to_input_grid(largest_components(labels), NEAREST)
+    return largest_components(np.asarray(ASEG_LABELS, np.int16)[average.argmax(dim=0).cpu().numpy()])
 
 
 def softmax_in_place(logits: torch.Tensor) -> torch.Tensor:
@@ -235,7 +241,8 @@ def training_config(side: int) -> SynthConfig:
 
 
 def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1], mirror: float = 0.0,
-                     device: torch.device | str = "cpu"):
+                     device: torch.device | str = "cpu", real: list[tuple[torch.Tensor, torch.Tensor]] = (),
+                     real_per_step: int = 0):
     """`batch_for(step, generator)`: synthetic cubic patches at 1 mm centred up to 40 mm (per axis) from the head's
     centre (so the brain's edges and the background are seen too, not only the deep grey nuclei), half of them
     skull-stripped, and their class maps. Each step draws its patch side from `patches`; several sides teach the
@@ -243,7 +250,12 @@ def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1
     synthetic images, not on real T1s; see the model card). A share `mirror` of the patches is flipped left-right
     with left and right labels swapped, as SynthSeg does: mirror images of the training brains (0: the generator's
     draws stay those of earlier runs). The engine draws on `device` (a GPU synthesises its own batches: on the CPU
-    they would starve it); there each step's generator seeds a generator of that device."""
+    they would starve it); there each step's generator seeds a generator of that device. With `real` pairs
+    (`self_labelled`), every step also takes `real_per_step` patches of them (`real_patch`)."""
+    smallest_box = min((min(image.shape) for image, _ in real), default=0)
+    if real_per_step and max(patches) > smallest_box:
+        raise SystemExit(f"brainkit train segment: with --real, patches can be at most {smallest_box} mm (the "
+                         "smallest side of a real scan's head box)")
     bank = training_bank(data)
     lookup = torch.from_numpy(class_lookup(bank.values)).to(device)
     swapped = torch.tensor(mirrored_classes(), device=device)
@@ -257,18 +269,65 @@ def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1
         engine.generator = on_device(generator, engine.device)
         if not mirror:
             result = engine.generate(batch)
-            return result.image, lookup[result.labels]
-        result, flipped = engine.generate_mirrored(batch, mirror)
-        classes = lookup[result.labels]
-        return result.image, torch.where(flipped.view(-1, 1, 1, 1, 1), swapped[classes], classes)
+            image, classes = result.image, lookup[result.labels]
+        else:
+            result, flipped = engine.generate_mirrored(batch, mirror)
+            image, classes = result.image, lookup[result.labels]
+            classes = torch.where(flipped.view(-1, 1, 1, 1, 1), swapped[classes], classes)
+        if not real_per_step:
+            return image, classes
+        extra = [real_patch(real, engine.config.shape[0], generator) for _ in range(real_per_step)]
+        return (torch.cat([image, *[pair[0].to(image.device) for pair in extra]]),
+                torch.cat([classes, *[pair[1].to(classes.device) for pair in extra]]))
 
     return batch_for
 
 
+def self_labelled(inputs: list[str | Path], model: torch.nn.Module, device: torch.device | str = "cpu",
+                  quiet: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Unlabelled real scans as training pairs, labelled by `model` with the intensity step (self-training):
+    (image (X, Y, Z) on its 1 mm RAS head box, scaled as for inference; class indices (uint8)). The step's labels
+    follow the scan's own contrast better than the network's (measured on the real T1s: model card), so training
+    on them teaches the network real images and borders it would not find alone. Inputs that fail are reported
+    and left out."""
+    lookup = torch.from_numpy(class_lookup(np.arange(max(ASEG_LABELS) + 1)))
+
+    def pair(scan: Scan) -> tuple[torch.Tensor, torch.Tensor]:
+        tensor, _ = prepare(scan)
+        labels = torch.from_numpy(box_labels(tensor, model, device).astype(np.int64))
+        return tensor[0, 0], lookup[labels].to(torch.uint8)
+
+    outcome = run_over_inputs(inputs, pair, "labelling real scans for training", quiet)
+    print_failures(outcome.failures)
+    if not outcome.results:
+        raise SystemExit("brainkit train segment: none of the --real scans could be read; see the errors above")
+    return outcome.results
+
+
+def real_patch(pairs: list[tuple[torch.Tensor, torch.Tensor]], side: int,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random `side`^3 crop of one of the `self_labelled` pairs, (1, 1, side^3) image and class map: mirrored
+    left-right half the time (left and right labels swapped), under a random bias field, gamma and noise (milder
+    than the synth engine's: the image is already real)."""
+    image, classes = pairs[int(torch.randint(len(pairs), (1,), generator=generator))]
+    start = [int(torch.randint(size - side + 1, (1,), generator=generator)) for size in image.shape]
+    box = tuple(slice(first, first + side) for first in start)
+    image, classes = image[box], classes[box].long()
+    if float(torch.rand((), generator=generator)) < 0.5:
+        image, classes = image.flip(0), torch.tensor(mirrored_classes())[classes.flip(0)]
+    image = image[None, None] * bias_field((1, 1, side, side, side), 0.3, generator)
+    return gamma_and_noise(image.clamp(0, 1), 0.2, 0.03, generator), classes[None, None]
+
+
 def run_train(args: argparse.Namespace) -> int:
     loss = DiceCELoss(to_onehot_y=True, softmax=True)
-    batches = training_batches(Path(args.data), args.batch, tuple(args.patch), args.mirror,
-                               distributed_device(args.device))
+    device = distributed_device(args.device)
+    real = []
+    if args.real:
+        labeller = load_model(Path(args.init) if args.init else WEIGHTS, device)
+        real = self_labelled(args.real, labeller, device, args.quiet)
+    batches = training_batches(Path(args.data), args.batch, tuple(args.patch), args.mirror, device, real,
+                               args.real_per_step if real else 0)
     train_and_save("segment", build_model(), batches, loss, args, every=(25, 5, 0))
     return 0
 
@@ -281,6 +340,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                              "at 128, 0.7 s at 96; inference stays 128^3); several sides: each step draws one")
     parser.add_argument("--mirror", type=float, default=0.0,
                         help="share of patches mirrored left-right with left and right labels swapped")
+    parser.add_argument("--real", nargs="+", metavar="SCAN",
+                        help="unlabelled real scans (files or folders) added to training with the labels the "
+                             "starting weights (--init, else the bundled ones) give them: self-training")
+    parser.add_argument("--real-per-step", type=int, default=1,
+                        help="real patches added to each step's synthetic ones (with --real)")
 
 
 # ---- evaluation -----------------------------------------------------------------------------------------------
