@@ -267,12 +267,9 @@ def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1
         engine = engines[int(torch.randint(len(engines), (1,), generator=generator))] if len(engines) > 1 \
             else engines[0]  # one side: the generator's draws stay those of earlier runs
         engine.generator = on_device(generator, engine.device)
-        if not mirror:
-            result = engine.generate(batch)
-            image, classes = result.image, lookup[result.labels]
-        else:
-            result, flipped = engine.generate_mirrored(batch, mirror)
-            image, classes = result.image, lookup[result.labels]
+        result, flipped = engine.generate_mirrored(batch, mirror) if mirror else (engine.generate(batch), None)
+        image, classes = result.image, lookup[result.labels]
+        if flipped is not None:
             classes = torch.where(flipped.view(-1, 1, 1, 1, 1), swapped[classes], classes)
         if not real_per_step:
             return image, classes
