@@ -321,8 +321,8 @@ def run_train(args: argparse.Namespace) -> int:
     device = distributed_device(args.device)
     real = []
     if args.real:
-        labeller = load_model(Path(args.init) if args.init else WEIGHTS, device)
-        real = self_labelled(args.real, labeller, device, args.quiet)
+        args.init = args.init or str(WEIGHTS)  # self-training fine-tunes the labeller, never a fresh network
+        real = self_labelled(args.real, load_model(Path(args.init), device), device, args.quiet)
     batches = training_batches(Path(args.data), args.batch, tuple(args.patch), args.mirror, device, real,
                                args.real_per_step if real else 0)
     train_and_save("segment", build_model(), batches, loss, args, every=(25, 5, 0))
@@ -339,7 +339,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of patches mirrored left-right with left and right labels swapped")
     parser.add_argument("--real", nargs="+", metavar="SCAN",
                         help="unlabelled real scans (files or folders) added to training with the labels the "
-                             "starting weights (--init, else the bundled ones) give them: self-training")
+                             "starting weights give them (self-training); training starts from --init, else from "
+                             "the bundled weights")
     parser.add_argument("--real-per-step", type=int, default=1,
                         help="real patches added to each step's synthetic ones (with --real)")
 
