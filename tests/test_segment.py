@@ -10,6 +10,8 @@ from brainkit.io import Scan
 from brainkit.tasks import segment
 from tests.conftest import blob_volume, save_nifti
 
+CLASS_OF = {label: i for i, label in enumerate(segment.ASEG_LABELS)}  # aseg number -> class index
+
 
 def test_class_lookup_maps_aseg_numbers_and_sends_the_rest_to_background():
     lookup = segment.class_lookup(np.array([0, 17, 53, 258, 999]))
@@ -170,30 +172,27 @@ def test_mirrored_training_patches_are_flipped_with_left_and_right_labels_swappe
     plain_image, plain_classes = segment.training_batches(data, 2, (24,))(0, torch.Generator().manual_seed(1))
     image, classes = segment.training_batches(data, 2, (24,), mirror=1.0)(0, torch.Generator().manual_seed(1))
     assert torch.equal(image, plain_image.flip(2))
-    index = {label: i for i, label in enumerate(segment.ASEG_LABELS)}
     for left, right in ((2, 41), (10, 49)):
-        assert torch.equal(classes == index[right], (plain_classes == index[left]).flip(2))
-    assert (classes == index[2]).any() and (classes == index[41]).any()  # both sides are in the patch
+        assert torch.equal(classes == CLASS_OF[right], (plain_classes == CLASS_OF[left]).flip(2))
+    assert (classes == CLASS_OF[2]).any() and (classes == CLASS_OF[41]).any()  # both sides are in the patch
 
 
 def toy_real_pair(width: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
     """A self-labelled 'real' scan: left thalamus (class of aseg 10) dark on the left (low x, RAS), right
     thalamus (49) bright on the right."""
-    index = {label: i for i, label in enumerate(segment.ASEG_LABELS)}
-    classes = torch.full((width,) * 3, index[10], dtype=torch.uint8)
-    classes[width // 2:] = index[49]
-    return torch.where(classes == index[10], 0.2, 0.8), classes
+    classes = torch.full((width,) * 3, CLASS_OF[10], dtype=torch.uint8)
+    classes[width // 2:] = CLASS_OF[49]
+    return torch.where(classes == CLASS_OF[10], 0.2, 0.8), classes
 
 
 def test_real_patches_are_crops_mirrored_with_left_and_right_labels_swapped():
-    index = {label: i for i, label in enumerate(segment.ASEG_LABELS)}
     left_brighter = []
     for seed in range(12):
         image, classes = segment.real_patch([toy_real_pair()], 16, torch.Generator().manual_seed(seed))
         assert image.shape == classes.shape == (1, 1, 16, 16, 16)
-        left, right = (classes[0, 0] == index[10]).nonzero()[:, 0], (classes[0, 0] == index[49]).nonzero()[:, 0]
+        left, right = (classes[0, 0] == CLASS_OF[10]).nonzero()[:, 0], (classes[0, 0] == CLASS_OF[49]).nonzero()[:, 0]
         assert left.max() < right.min()  # left labels stay on the left, mirrored or not
-        left_brighter.append(bool(image[classes == index[10]].mean() > image[classes == index[49]].mean()))
+        left_brighter.append(bool(image[classes == CLASS_OF[10]].mean() > image[classes == CLASS_OF[49]].mean()))
     assert any(left_brighter) and not all(left_brighter)  # some patches were mirrored (image with labels), some not
 
 
@@ -202,8 +201,7 @@ def test_training_batches_add_the_real_patches_to_each_step(tmp_path):
                                          real_per_step=2)
     image, classes = batch_for(0, torch.Generator().manual_seed(0))
     assert image.shape == classes.shape == (3, 1, 16, 16, 16)
-    index = {label: i for i, label in enumerate(segment.ASEG_LABELS)}
-    assert torch.isin(classes[1:], torch.tensor([index[10], index[49]])).all()
+    assert torch.isin(classes[1:], torch.tensor([CLASS_OF[10], CLASS_OF[49]])).all()
 
 
 def test_train_cli_writes_weights_that_segment_reads(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -241,7 +242,7 @@ def training_config(side: int) -> SynthConfig:
 
 
 def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1], mirror: float = 0.0,
-                     device: torch.device | str = "cpu", real: list[tuple[torch.Tensor, torch.Tensor]] = (),
+                     device: torch.device | str = "cpu", real: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
                      real_per_step: int = 0):
     """`batch_for(step, generator)`: synthetic cubic patches at 1 mm centred up to 40 mm (per axis) from the head's
     centre (so the brain's edges and the background are seen too, not only the deep grey nuclei), half of them
