@@ -6,6 +6,9 @@ Test inputs (written to --work, so each row can be re-scored with `brainkit eval
 - `voxelmorph`: voxelmorph's test scan (real skull-stripped T1) and its aseg. The file has no affine; its axes
   are L, I, A (read off the labels: right thalamus at lower axis-0, brain stem below the thalamus at higher
   axis-1, caudate in front of the thalamus at higher axis-2), written here as a 1 mm LIA NIfTI.
+- both of them again under a strong smooth bias field (`with_bias_field`: 1.5-1.7 times brighter at one side of
+  the brain than at the other, as on uncorrected scans from multi-channel head coils): the test scans were
+  bias-corrected, so these rows show what the intensity step does when a scan is not.
 - Colin27 (one person's T1 averaged over 27 scans; the skull-stripped brain and the head) against the AAL atlas
   drawn on it: real T1s labelled by another protocol than FreeSurfer's (AAL's hippocampus, amygdala and thalamus
   are drawn differently), so their Dice compares models with each other, not with FreeSurfer's numbers.
@@ -43,6 +46,7 @@ from brainkit.tasks import segment  # noqa: E402
 LIA_1MM = np.array([[-1.0, 0, 0, 80], [0, 0, 1, -112], [0, -1, 0, 96], [0, 0, 0, 1]])
 SYNTH_BOX = segment.TRAINING_BOX
 SYNTH_SEEDS = range(4)
+BIAS_STRENGTH = 1.0
 AAL_TO_ASEG = {77: 10, 78: 49, 71: 11, 72: 50, 73: 12, 74: 51, 75: 13, 76: 52, 37: 17, 38: 53, 41: 18, 42: 54}
 
 
@@ -60,6 +64,18 @@ def synth_renderings(truth: Path, work: Path) -> list[tuple[str, str, Path, Path
         nib.save(nib.Nifti1Image(bank.values[result.labels[0, 0].numpy()].astype(np.int16), bank.affine), labels)
         rows.append(("voxelmorph label map (synth engine)", f"random, seed {seed}", image, labels))
     return rows
+
+
+def with_bias_field(image: Path, out: Path, strength: float = BIAS_STRENGTH) -> Path:
+    """`image` times exp(`strength` * f), f a smooth field over the array scaled to |f| <= 1: a gradient along
+    the second and third axes plus a bump, brightest at the centre (written to `out`, header kept)."""
+    volume = nib.load(image)
+    axes = [np.linspace(-1, 1, n) for n in volume.shape]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    field = 0.5 * (y + z) - 0.5 * (x**2 + y**2 + z**2 - 1)
+    data = np.asanyarray(volume.dataobj, dtype=np.float32) * np.exp(strength * field / np.abs(field).max())
+    nib.save(nib.Nifti1Image(data.astype(np.float32), volume.affine), out)
+    return out
 
 
 def colin27_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
@@ -88,6 +104,9 @@ def test_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
     image = work / "voxelmorph_T1.nii.gz"
     nib.save(nib.Nifti1Image(scan["vol"].astype(np.float32), LIA_1MM), image)
     rows.append(("voxelmorph (real)", "T1", image, truth))
+    for (_, _, real, real_truth), name in zip(list(rows), ("niivue_norm", "voxelmorph")):
+        biased = with_bias_field(real, work / f"{name}_bias.nii.gz")
+        rows.append((f"{name}, bias field (real)", "T1", biased, real_truth))
     rows += colin27_inputs(work)
     for contrast in CONTRASTS:
         rendered = work / f"voxelmorph_{contrast}.nii.gz"
