@@ -68,7 +68,7 @@ def synth_renderings(truth: Path, work: Path) -> list[tuple[str, str, Path, Path
 
 def with_bias_field(image: Path, out: Path, strength: float = BIAS_STRENGTH) -> Path:
     """`image` times exp(`strength` * f), f a smooth field over the array scaled to |f| <= 1: a gradient along
-    the second and third axes plus a bump, brightest at the centre (written to `out`, header kept)."""
+    the second and third axes plus a bump, brightest at the centre (written to `out` with its affine)."""
     volume = nib.load(image)
     axes = [np.linspace(-1, 1, n) for n in volume.shape]
     x, y, z = np.meshgrid(*axes, indexing="ij")
