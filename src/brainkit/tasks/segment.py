@@ -134,15 +134,30 @@ def box_labels(tensor: torch.Tensor, model: torch.nn.Module, device: torch.devic
 
     with torch.no_grad(), bf16_autocast(device):
         volume = tensor.to(device)
-        average = probabilities(volume)[0]
-        mirrored = probabilities(volume.flip(2))[0]
-        for index, source in enumerate(mirrored_classes()):  # class by class: no third full-size array
-            average[index] += mirrored[source].flip(0)
-        del mirrored
+        first = probabilities(volume)[0].half()  # float16 while the second pass runs: about half a GB less
+        average = probabilities(volume.flip(2))[0]
+        add_mirrored(average, first)
+        del first
     average = average.float().div_(2)  # the mean of the two passes' probabilities
     if refine:
         average = refine_with_intensities(volume[0, 0].float(), average)
     return largest_components(np.asarray(ASEG_LABELS, np.int16)[average.argmax(dim=0).cpu().numpy()])
+
+
+def add_mirrored(mirrored: torch.Tensor, plain: torch.Tensor) -> None:
+    """Turn the class maps (C, X, Y, Z) of a left-right mirrored pass into the unmirrored input's frame (flipped
+    back along X, left and right classes swapped) and add `plain`'s, in place, class pair by class pair: no second
+    full-size array."""
+    swap = mirrored_classes()
+    for index, source in enumerate(swap):
+        if source < index:
+            continue  # done with its pair
+        if source == index:
+            mirrored[index] = mirrored[index].flip(0) + plain[index]
+        else:
+            back, twin = mirrored[source].flip(0), mirrored[index].flip(0)
+            mirrored[index] = back + plain[index]
+            mirrored[source] = twin + plain[source]
 
 
 def softmax_in_place(logits: torch.Tensor) -> torch.Tensor:
