@@ -14,6 +14,9 @@ Test inputs (written to --work, so each row can be re-scored with `brainkit eval
   are drawn differently), so their Dice compares models with each other, not with FreeSurfer's numbers.
 - `voxelmorph` label map rendered as T1, T2, FLAIR and low-contrast T1 (`brainkit.synth.contrasts`). Training
   draws from the 15 SynthSeg label maps only, so this subject's anatomy is held back.
+- real T2 and FLAIR without labels: two MS patients' T1, T2 and FLAIR, co-registered in MNI space
+  (`pairs_open_ms_mni`), each scored against the labels this model gives the same patient's T1. Not accuracy but
+  agreement across contrasts on real scans: what a contrast-agnostic model must keep.
 - the same label map drawn like a training image by the synth engine (random per-label contrast, blur, bias,
   gamma, noise; no spatial augmentation, no thick slices), seeds 0-3: how the network does on its own kind of
   image of an unseen brain, against the fixed renderings above.
@@ -115,6 +118,21 @@ def test_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
     return rows + synth_renderings(truth, work)
 
 
+def agreement_inputs(model: torch.nn.Module, work: Path, window: int, overlap: float,
+                     refine: bool) -> list[tuple[str, str, Path, Path]]:
+    """(source, contrast, image, truth) for the T2 and FLAIR of each co-registered MS patient, the truth being the
+    labels `model` gives that patient's T1 (segmented here, written under `work`)."""
+    rows = []
+    for patient in sorted((SHARED_DATA / "pairs_open_ms_mni").glob("patient*")):
+        t1 = load(next(patient.glob("T1_*.nii*")))
+        reference = work / f"{patient.name}_T1_seg.nii.gz"
+        write_nifti(reference, segment.predict(t1, model, window=window, overlap=overlap, refine=refine),
+                    t1.affine, t1.header)
+        rows += [(f"{patient.name} (real MS, against its T1's labels)", contrast,
+                  next(patient.glob(f"{contrast}_*.nii*")), reference) for contrast in ("T2", "FLAIR")]
+    return rows
+
+
 def score(model: torch.nn.Module, image: Path, truth: Path, out: Path, window: int, overlap: float,
           refine: bool) -> list[dict]:
     """Segment `image` (written under `out`) and score it against `truth` like `brainkit evaluate segment`."""
@@ -138,7 +156,8 @@ def main() -> None:
     model = segment.load_model(args.weights)
     names = "structure Dice (left/right): " + ", ".join(segment.STRUCTURES[label] for label in segment.TARGET_LEFT)
     table = []
-    for source, contrast, image, truth in test_inputs(args.work):
+    inputs = test_inputs(args.work) + agreement_inputs(model, args.work, args.window, args.overlap, args.refine)
+    for source, contrast, image, truth in inputs:
         rows = {row["label"]: row for row in score(model, image, truth, args.work / "pred", args.window, args.overlap,
                                                      args.refine)}
         summary = segment.summarise(list(rows.values()))
