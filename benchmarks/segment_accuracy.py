@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED_DATA, machine, markdown_table, write_section  # noqa: E402
 
-from brainkit.io import load  # noqa: E402
+from brainkit.io import Scan, load  # noqa: E402
 from brainkit.io.write import write_nifti  # noqa: E402
 from brainkit.runtime import configure  # noqa: E402
 from brainkit.synth.contrasts import CONTRASTS, render_contrast  # noqa: E402
@@ -118,27 +118,33 @@ def test_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
     return rows + synth_renderings(truth, work)
 
 
-def agreement_inputs(model: torch.nn.Module, work: Path, window: int, overlap: float,
-                     refine: bool) -> list[tuple[str, str, Path, Path]]:
-    """(source, contrast, image, truth) for the T2 and FLAIR of each co-registered MS patient, the truth being the
-    labels `model` gives that patient's T1 (segmented here, written under `work`)."""
+def agreement_inputs(model: torch.nn.Module, pred: Path, window: int, overlap: float,
+                     refine: bool) -> list[tuple[str, str, Path, Path, Path]]:
+    """(source, contrast, image, truth, prediction folder) for the T2 and FLAIR of each co-registered MS patient,
+    the truth being the labels `model` gives that patient's T1. Both patients' files have the same names, so each
+    patient's labels go to a folder of its own under `pred`."""
     rows = []
     for patient in sorted((SHARED_DATA / "pairs_open_ms_mni").glob("patient*")):
         t1 = load(next(patient.glob("T1_*.nii*")))
-        reference = work / f"{patient.name}_T1_seg.nii.gz"
-        write_nifti(reference, segment.predict(t1, model, window=window, overlap=overlap, refine=refine),
-                    t1.affine, t1.header)
+        predict_and_write(model, t1, pred / patient.name, window, overlap, refine)
         rows += [(f"{patient.name} (real MS, against its T1's labels)", contrast,
-                  next(patient.glob(f"{contrast}_*.nii*")), reference) for contrast in ("T2", "FLAIR")]
+                  next(patient.glob(f"{contrast}_*.nii*")), t1.output_path(pred / patient.name, "_seg"),
+                  pred / patient.name) for contrast in ("T2", "FLAIR")]
     return rows
+
+
+def predict_and_write(model: torch.nn.Module, scan: Scan, out: Path, window: int, overlap: float,
+                      refine: bool) -> np.ndarray:
+    """`brainkit segment`'s labels of `scan`, also written as `<out>/<stem>_seg.nii.gz`."""
+    labels = segment.predict(scan, model, window=window, overlap=overlap, refine=refine)
+    write_nifti(scan.output_path(out, "_seg"), labels, scan.affine, scan.header)
+    return labels
 
 
 def score(model: torch.nn.Module, image: Path, truth: Path, out: Path, window: int, overlap: float,
           refine: bool) -> list[dict]:
     """Segment `image` (written under `out`) and score it against `truth` like `brainkit evaluate segment`."""
-    scan = load(image)
-    labels = segment.predict(scan, model, window=window, overlap=overlap, refine=refine)
-    write_nifti(scan.output_path(out, "_seg"), labels, scan.affine, scan.header)
+    labels = predict_and_write(model, load(image), out, window, overlap, refine)
     reference = load(truth)
     return segment.dice_and_hd95(labels.astype(int), np.rint(reference.data).astype(int), reference.spacing)
 
@@ -156,10 +162,11 @@ def main() -> None:
     model = segment.load_model(args.weights)
     names = "structure Dice (left/right): " + ", ".join(segment.STRUCTURES[label] for label in segment.TARGET_LEFT)
     table = []
-    inputs = test_inputs(args.work) + agreement_inputs(model, args.work, args.window, args.overlap, args.refine)
-    for source, contrast, image, truth in inputs:
-        rows = {row["label"]: row for row in score(model, image, truth, args.work / "pred", args.window, args.overlap,
-                                                     args.refine)}
+    pred = args.work / "pred"
+    inputs = [(*row, pred) for row in test_inputs(args.work)]
+    inputs += agreement_inputs(model, pred, args.window, args.overlap, args.refine)
+    for source, contrast, image, truth, out in inputs:
+        rows = {row["label"]: row for row in score(model, image, truth, out, args.window, args.overlap, args.refine)}
         summary = segment.summarise(list(rows.values()))
         pairs = [f"{rows[left]['dice']:.2f}/{rows[LEFT_RIGHT_PAIRS[left]]['dice']:.2f}" for left in segment.TARGET_LEFT]
         table.append([source, contrast, f"{summary['mean']:.3f}", f"{summary['lowest']:.2f}",
@@ -172,7 +179,8 @@ def main() -> None:
             f"{args.overlap}, {step}; {machine()}. Mean and lowest Dice over the 12 "
             f"target structures (thalamus, caudate, putamen, pallidum, hippocampus, amygdala, left and right); "
             f"{names}. `python benchmarks/segment_accuracy.py`; every row can be re-scored with "
-            f"`brainkit evaluate segment --pred {args.work}/pred/<stem>_seg.nii.gz --truth <truth>`.\n\n"
+            f"`brainkit evaluate segment --pred {pred}/<stem>_seg.nii.gz --truth <truth>` (the MS patients' under "
+            f"`{pred}/<patient>/`).\n\n"
             + markdown_table(header, table))
     write_section("segment_accuracy", body)
 
