@@ -40,7 +40,6 @@ def test_mirrored_classes_swap_left_and_right_labels_only():
     assert labels[order[list(labels).index(16)]] == 16 and labels[order[0]] == 0
 
 
-
 def test_add_mirrored_flips_back_swaps_left_and_right_and_adds_in_place():
     classes = len(segment.ASEG_LABELS)
     mirrored, plain = torch.rand(classes, 4, 3, 2), torch.rand(classes, 4, 3, 2).half()
@@ -49,6 +48,7 @@ def test_add_mirrored_flips_back_swaps_left_and_right_and_adds_in_place():
     segment.add_mirrored(mirrored, plain)
     assert mirrored.data_ptr() == pointer
     assert torch.allclose(mirrored, expected)
+
 
 def test_softmax_in_place_matches_torch_and_reuses_the_logits_memory():
     logits = torch.randn(1, 5, 4, 3, 2) * 20
