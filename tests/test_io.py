@@ -201,6 +201,19 @@ def test_gzip_wrapped_dicom_is_found(tmp_path):
     assert load(folder).shape == (4, 4, 3)
 
 
+def test_refused_series_sharing_a_number_are_named_apart(tmp_path):
+    from brainkit.io.dicom.assemble import assemble_folder
+
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    for k, uid in enumerate(["1.2.3.4", "1.2.3.5"]):  # two single-slice series, both numbered 5
+        dicom_slice(folder / f"im{k}.dcm", np.full((4, 4), k + 1), position=0.0, SeriesInstanceUID=uid)
+    refusals, _ = assemble_folder(folder)
+    assert all(isinstance(r, BadInputError) for r in refusals)
+    names = [Path(r.source).name for r in refusals]
+    assert len(set(names)) == 2 and names[0] == "5_t1_mprage"
+
+
 def test_one_bad_input_never_loses_the_batch_and_inputs_stay_untouched(tmp_path, real_t1):
     good = tmp_path / "in" / "good.nii.gz"
     good.parent.mkdir()

@@ -284,13 +284,14 @@ def assemble_series(groups: dict[tuple, list[Frame]], folder: Path,
     results: list[DicomVolume | BadInputError] = []
     used: set[str] = set()
     for key, frames in groups.items():
-        name = series_name(frames[0].dataset) + _split_suffix(key, echoes[key[:2]])
+        # refused series get unique names too, so two refusals in one folder can be told apart
+        name = _unique(series_name(frames[0].dataset) + _split_suffix(key, echoes[key[:2]]), used)
         try:
             volume = assemble(frames, folder / name, repairs)
         except BadInputError as err:
             results.append(err)
             continue
-        volume.name = _unique(name, used)
+        volume.name = name
         results.append(volume)
     return results
 
