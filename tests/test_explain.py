@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import torch
+from monai.visualize.class_activation_maps import ModelWithHooks
 
 from brainkit.explain.gradcam import gradcam
 
@@ -27,3 +30,13 @@ def test_evidence_for_and_against_never_overlap():
 def test_normalised_map_spans_zero_to_one():
     heat = gradcam(small_scorer(), torch.rand(1, 1, 8, 8, 8), "1")
     assert np.isclose(heat.min(), 0.0) and np.isclose(heat.max(), 1.0)
+
+
+def test_repeated_calls_leave_nothing_behind_on_a_loaded_model():
+    model, image = small_scorer(), torch.rand(1, 1, 8, 8, 8)
+    first = gradcam(model, image, "1")
+    for _ in range(2):
+        assert np.allclose(gradcam(model, image, "1"), first)
+    assert all(not layer._forward_hooks and not layer._backward_hooks for layer in model.modules())
+    gc.collect()
+    assert not [o for o in gc.get_objects() if type(o) is ModelWithHooks]  # nor their activations and graphs
