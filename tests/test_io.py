@@ -107,6 +107,8 @@ def test_not_an_image(tmp_path):
 def test_2d_image(tmp_path, real_image):
     data = np.asarray(real_image.dataobj)[:, :, 40:41]
     expect_bad(save_nifti(tmp_path / "slice.nii.gz", data, real_image.affine), "2D image")
+    slab = np.asarray(real_image.dataobj)[:, :, 40:42]
+    expect_bad(save_nifti(tmp_path / "slab.nii.gz", slab, real_image.affine), "only 2 slices")
 
 
 def test_4d_image_uses_volume_0_and_says_so(tmp_path, real_image):

@@ -8,6 +8,7 @@ from brainkit.errors import BadInputError
 
 MIN_VOXEL_MM = 0.05
 MAX_VOXEL_MM = 20.0
+MIN_SLICES = 3  # fewer along any axis is a slice or a slab, not a volume any job can use
 
 
 def to_3d(data: np.ndarray, source: object) -> tuple[np.ndarray, list[str]]:
@@ -23,9 +24,11 @@ def to_3d(data: np.ndarray, source: object) -> tuple[np.ndarray, list[str]]:
         data = data[..., 0]
     if data.ndim != 3:
         raise BadInputError(source, f"{data.ndim}D image of shape {data.shape}: brainkit needs a 3D volume")
-    if min(data.shape) < 2:
+    if min(data.shape) < MIN_SLICES:
+        what = "a single slice" if min(data.shape) == 1 else f"only {min(data.shape)} slices along one axis"
         raise BadInputError(
-            source, f"2D image of shape {data.shape} (a single slice): brainkit needs a 3D volume"
+            source, f"2D image of shape {data.shape} ({what}): brainkit needs a 3D volume (at least {MIN_SLICES} "
+                    "slices along every axis)"
         )
     return data, warnings
 

@@ -18,13 +18,13 @@ import numpy as np
 import pydicom
 
 from brainkit.errors import BadInputError
+from brainkit.io.checks import MIN_SLICES
 from brainkit.io.dicom.files import looks_like_dicom, read_datasets
 from brainkit.io.dicom.frames import Frame, decoded_pixels, frame_pixels, frames_of, uih_mosaic_size
 from brainkit.spatial import LINEAR, Grid, Reorient, resample_to_grid
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 POSITION_TOLERANCE_MM = 0.01
-MIN_SLICES = 3
 
 
 @dataclass
