@@ -111,6 +111,21 @@ def test_2d_image(tmp_path, real_image):
     expect_bad(save_nifti(tmp_path / "slab.nii.gz", slab, real_image.affine), "only 2 slices")
 
 
+def test_label_maps_and_masks_are_told_apart_from_images():
+    from brainkit.io.checks import check_not_label_map
+
+    image = blob_volume((40, 44, 36), noise=3.0)
+    shells = np.digitize(image, [10, 40, 70]).astype(np.int16)  # four labels in nested shells
+    check_not_label_map(image, "t1.nii.gz")
+    check_not_label_map(np.round(image * 2.5).astype(np.uint8), "t1_8bit.nii.gz")  # whole numbers, but noisy
+    x, y, _ = np.indices(shells.shape)
+    many_labels = shells + 4 * (x // 10) + 16 * (y // 11)  # 64 labels in blocks, as in an atlas
+    for name, labels in [("mask.nii.gz", shells > 0), ("shells.nii.gz", shells), ("aseg.nii.gz", many_labels)]:
+        with pytest.raises(BadInputError, match="looks like a label map or mask") as caught:
+            check_not_label_map(labels, name)
+        assert str(caught.value).startswith(name)
+
+
 def test_4d_image_uses_volume_0_and_says_so(tmp_path, real_image):
     volume = np.asarray(real_image.dataobj, dtype=np.float32)
     path = save_nifti(tmp_path / "series.nii.gz", np.stack([volume, volume * 2], axis=-1), real_image.affine)

@@ -143,3 +143,18 @@ def test_training_batches_mix_real_scans_or_take_synthetic_heads_only():
         images, flipped = batch_for(0, torch.Generator().manual_seed(0))
         assert images.shape == (2 + real_per_batch, 1, *orient.SHAPE) and flipped.shape == (2 + real_per_batch,)
         assert set(flipped.tolist()) <= {0.0, 1.0}
+
+
+def test_a_mask_in_the_input_folder_gets_its_own_error_and_the_scan_is_still_checked(tmp_path):
+    from brainkit.weights import save_weights
+    from tests.conftest import save_nifti
+    from tests.test_cli import brainkit
+
+    weights = save_weights(orient.mirror_classifier(orient.SHAPE), tmp_path / "w.pt")
+    image = blob_volume((40, 48, 36))
+    save_nifti(tmp_path / "in" / "t1.nii.gz", image, np.diag([2.0, 2.0, 2.0, 1.0]))
+    save_nifti(tmp_path / "in" / "t1_mask.nii.gz", (image > 30).astype(np.uint8), np.diag([2.0, 2.0, 2.0, 1.0]))
+    result = brainkit("orient", str(tmp_path / "in"), "--weights", str(weights), "-o", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert len((tmp_path / "out" / "orientation.csv").read_text().splitlines()) == 2
+    assert "t1_mask.nii.gz: looks like a label map or mask" in result.stderr

@@ -20,6 +20,7 @@ from brainkit import __version__
 from brainkit.batch import Failure, describe_error, print_failures, progress_bar
 from brainkit.errors import BrainkitError
 from brainkit.io import Scan
+from brainkit.io.checks import check_not_label_map
 from brainkit.io.convert import convert
 from brainkit.io.discover import InputItem, discover, load_item
 from brainkit.io.info import describe
@@ -107,6 +108,7 @@ def process_scan(item: InputItem, out: Path, overwrite: bool) -> dict:
     scan = load_item(item)[0]
     if isinstance(scan, Exception):
         raise scan
+    check_not_label_map(scan.data, scan.source)
     result: dict = {"name": str(item.rel_path), "source": str(item.path), "info": describe(scan)}
     montage = save_montage([(scan.stem, scan.data, scan.affine)], scan.output_path(out, "_montage", ".png"))
     result["montage"] = str(montage)

@@ -60,3 +60,29 @@ def check_values(data: np.ndarray, source: object) -> None:
     low, high = float(data.min()), float(data.max())
     if low == high:
         raise BadInputError(source, f"image is constant (every voxel is {low:g}): nothing to analyse")
+
+
+MAX_MASK_VALUES = 16  # whole-number images with this few values are masks or lesion/tumour labels
+MIN_FLAT_FRACTION = 0.3  # label maps: 0.43-0.94 of foreground voxels equal their neighbours; MR images: 0.00-0.04
+
+
+def check_not_label_map(data: np.ndarray, source: object) -> None:
+    """Refuse a label map or mask given where an MR image is expected (a folder of scans often holds both).
+
+    Judged on every 8th voxel (2 voxels apart on each axis): whole-number values that are either few or constant
+    over most of the foreground. Measured on ../shared/data, label maps (aseg, aparc, AAL, SynthSeg's, tumour
+    labels, masks) and MR images (including FreeSurfer's 8-bit norm.mgz and templates) fall far on either side.
+    """
+    sample = np.asarray(data[::2, ::2, ::2], dtype=np.float32)
+    values, counts = np.unique(sample, return_counts=True)
+    if not np.array_equal(values, np.round(values)):
+        return
+    background = values[np.argmax(counts)]
+    centre = sample[1:, 1:, 1:]
+    flat = (centre == sample[:-1, 1:, 1:]) & (centre == sample[1:, :-1, 1:]) & (centre == sample[1:, 1:, :-1])
+    foreground = centre != background
+    flat_fraction = float(flat[foreground].mean()) if foreground.any() else 1.0
+    if len(values) <= MAX_MASK_VALUES or flat_fraction >= MIN_FLAT_FRACTION:
+        raise BadInputError(source, f"looks like a label map or mask ({len(values)} whole-number values, constant "
+                                    f"over {flat_fraction:.0%} of the foreground), not an MR image: give the scan "
+                                    "itself")

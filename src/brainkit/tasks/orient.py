@@ -18,6 +18,7 @@ import torch
 from brainkit.batch import print_failures, run_over_inputs
 from brainkit.explain.gradcam import gradcam
 from brainkit.io import Scan, load
+from brainkit.io.checks import check_not_label_map
 from brainkit.io.write import write_csv, write_metrics, write_nifti
 from brainkit.metrics import auroc
 from brainkit.nets.mirror import MeanLogit, ensemble_size, mirror_classifier
@@ -54,6 +55,7 @@ CAM_LAYER = "net.layer_2"  # 8^3 feature maps (24 mm cells) of the classifier bo
 def prepare(scan: Scan) -> tuple[torch.Tensor, Geometry]:
     """(1, 1, 64, 64, 64) tensor of the head in RAS at 3 mm, in its most symmetric pose (mid-sagittal plane
     across axis 0), normalised to [0, 1]; and the geometry that led there from the input grid."""
+    check_not_label_map(scan.data, scan.source)
     geometry = Geometry(Grid(scan.shape, scan.affine)).to_ras().resample(SPACING)
     coarse = geometry.apply(scan.data)
     coarse = np.clip(coarse - np.percentile(coarse, 1), 0, None)  # background 0 whatever the scale (z-scores)

@@ -20,6 +20,7 @@ from monai.networks.nets import UNet
 
 from brainkit.batch import print_failures, run_over_inputs
 from brainkit.io import Scan, load
+from brainkit.io.checks import check_not_label_map
 from brainkit.io.write import write_csv, write_metrics, write_nifti
 from brainkit.report.figures import save_montage
 from brainkit.runtime import console, resolve_device
@@ -101,6 +102,7 @@ class Prepared:
 
 def prepare(scan: Scan) -> Prepared:
     """RAS, 1 mm, cropped to the signal with in-plane sizes a multiple of 8, normalised in the mask."""
+    check_not_label_map(scan.data, scan.source)
     geometry = Geometry(Grid(scan.shape, scan.affine)).to_ras().resample(SPACING)
     volume = geometry.apply(scan.data)
     mask = signal_mask(volume)
