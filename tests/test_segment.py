@@ -58,6 +58,21 @@ def test_softmax_in_place_matches_torch_and_reuses_the_logits_memory():
     assert torch.allclose(result, expected, atol=1e-6)
 
 
+def test_window_count_follows_monai_tiling():
+    assert segment.window_count((181, 211, 172), 128, 0.25) == 8  # Colin27's head box
+    assert segment.window_count((221, 256, 211), 128, 0.25) == 12
+    assert segment.window_count((100, 128, 224), 128, 0.25) == 2
+
+
+def test_mirrored_pass_covers_the_brain_only_where_that_saves_windows():
+    first = torch.zeros(2, 60, 60, 60)
+    first[0] = 1.0  # background everywhere but a 16-voxel cube of brain
+    first[0, 20:36, 22:38, 24:40], first[1, 20:36, 22:38, 24:40] = 0.0, 1.0
+    box = segment.brain_box(first, window=16, overlap=0.25, margin=4)
+    assert [(b.start, b.stop) for b in box] == [(16, 40), (18, 42), (20, 44)]  # the cube and its margin
+    assert segment.brain_box(first, window=16, overlap=0.25, margin=19) is None  # 125 windows either way
+
+
 def test_volumes_count_voxels_times_voxel_size():
     labels = np.zeros((10, 10, 10), np.int16)
     labels[:2, :5, :5] = 17
