@@ -11,6 +11,7 @@ from typing import Generic, TypeVar
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from brainkit.errors import BrainkitError
+from brainkit.io.checks import check_not_label_map
 from brainkit.io.discover import InputItem, discover, load_item
 from brainkit.io.scan import Scan
 from brainkit.runtime import console
@@ -54,8 +55,10 @@ def progress_bar(quiet: bool) -> Progress:
 
 
 def run_over_inputs(inputs: Iterable[str | Path], work: Callable[[Scan], Result], description: str = "scans",
-                    quiet: bool = False, verbose: bool = False) -> BatchOutcome[Result]:
-    """Load every input and call `work` on each scan; failures are collected, never raised."""
+                    quiet: bool = False, verbose: bool = False,
+                    mr_images_only: bool = False) -> BatchOutcome[Result]:
+    """Load every input and call `work` on each scan; failures are collected, never raised. With
+    `mr_images_only`, label maps and masks (often in the same folders as the scans) are refused before `work`."""
     outcome: BatchOutcome[Result] = BatchOutcome()
     items: list[InputItem] = discover(list(inputs))
     with progress_bar(quiet) as progress:
@@ -72,6 +75,8 @@ def run_over_inputs(inputs: Iterable[str | Path], work: Callable[[Scan], Result]
                     continue
                 print_notes(scan, quiet)
                 try:
+                    if mr_images_only:
+                        check_not_label_map(scan.data, scan.source)
                     outcome.results.append(work(scan))
                 except Exception as err:  # noqa: BLE001
                     outcome.failures.append(describe_error(err, scan.source, verbose))

@@ -18,7 +18,6 @@ import torch
 from brainkit.batch import print_failures, run_over_inputs
 from brainkit.explain.gradcam import gradcam
 from brainkit.io import Scan, load
-from brainkit.io.checks import check_not_label_map
 from brainkit.io.write import write_csv, write_metrics, write_nifti
 from brainkit.metrics import auroc
 from brainkit.nets.mirror import MeanLogit, ensemble_size, mirror_classifier
@@ -55,7 +54,6 @@ CAM_LAYER = "net.layer_2"  # 8^3 feature maps (24 mm cells) of the classifier bo
 def prepare(scan: Scan) -> tuple[torch.Tensor, Geometry]:
     """(1, 1, 64, 64, 64) tensor of the head in RAS at 3 mm, in its most symmetric pose (mid-sagittal plane
     across axis 0), normalised to [0, 1]; and the geometry that led there from the input grid."""
-    check_not_label_map(scan.data, scan.source)
     geometry = Geometry(Grid(scan.shape, scan.affine)).to_ras().resample(SPACING)
     coarse = geometry.apply(scan.data)
     coarse = np.clip(coarse - np.percentile(coarse, 1), 0, None)  # background 0 whatever the scale (z-scores)
@@ -147,7 +145,7 @@ def orient(inputs: list[str | Path], out_dir: str | Path, device: str = "auto", 
     model = load_model(weights, device=torch_device)
     out = Path(out_dir)
     outcome = run_over_inputs(inputs, lambda scan: process(scan, model, out, torch_device, explain, fix), "orient",
-                              quiet, verbose)
+                              quiet, verbose, mr_images_only=True)
     write_csv(out / "orientation.csv", [vars(result) for result in outcome.results], COLUMNS)
     return outcome
 
@@ -385,7 +383,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Each scan as is (truth: ok) and mirrored (truth: flipped): accuracy, AUROC, uncertain rate, errors."""
     model = load_model(Path(args.weights), device=resolve_device(args.device))
     outcome = run_over_inputs(args.inputs, lambda scan: (str(scan.source), p_flipped(prepare(scan)[0], model)),
-                              "evaluating", args.quiet, args.verbose)
+                              "evaluating", args.quiet, args.verbose, mr_images_only=True)
     rows = evaluation_rows(outcome.results)
     if rows:
         report(rows, Path(args.output) if args.output else None)

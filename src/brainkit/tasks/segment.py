@@ -20,7 +20,6 @@ from monai.networks.nets import UNet
 
 from brainkit.batch import print_failures, run_over_inputs
 from brainkit.io import Scan, load
-from brainkit.io.checks import check_not_label_map
 from brainkit.io.write import write_csv, write_nifti
 from brainkit.report.figures import save_overlay
 from brainkit.runtime import bf16_autocast, console, resolve_device
@@ -95,7 +94,6 @@ def lateralise(labels: np.ndarray) -> np.ndarray:
 
 def prepare(scan: Scan) -> tuple[torch.Tensor, Geometry]:
     """(1, 1, X, Y, Z) image at 1 mm in RAS, cropped to the head (at least one patch), scaled to [0, 1]."""
-    check_not_label_map(scan.data, scan.source)
     geometry = Geometry(Grid(scan.shape, scan.affine)).to_ras().resample(SPACING)
     volume = geometry.apply(scan.data)
     start, stop = foreground_bbox(volume, margin=4)
@@ -274,7 +272,7 @@ def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto",
     model = load_model(weights, device=torch_device)
     out = Path(out_dir)
     outcome = run_over_inputs(inputs, lambda scan: process(scan, model, out, torch_device, qc), "segment", quiet,
-                              verbose)
+                              verbose, mr_images_only=True)
     write_csv(out / "volumes.csv", outcome.results, VOLUME_COLUMNS)
     return outcome
 

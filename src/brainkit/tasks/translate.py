@@ -20,7 +20,6 @@ from monai.networks.nets import UNet
 
 from brainkit.batch import print_failures, run_over_inputs
 from brainkit.io import Scan, load
-from brainkit.io.checks import check_not_label_map
 from brainkit.io.write import write_csv, write_metrics, write_nifti
 from brainkit.report.figures import save_montage
 from brainkit.runtime import console, resolve_device
@@ -102,7 +101,6 @@ class Prepared:
 
 def prepare(scan: Scan) -> Prepared:
     """RAS, 1 mm, cropped to the signal with in-plane sizes a multiple of 8, normalised in the mask."""
-    check_not_label_map(scan.data, scan.source)
     geometry = Geometry(Grid(scan.shape, scan.affine)).to_ras().resample(SPACING)
     volume = geometry.apply(scan.data)
     mask = signal_mask(volume)
@@ -160,7 +158,7 @@ def translate(inputs: list[str | Path], out_dir: str | Path, target: str = "T2",
     model = load_model(weights or weights_for(target), torch_device)
     out = Path(out_dir)
     return run_over_inputs(inputs, lambda scan: process(scan, model, out, target, torch_device),
-                           f"translate -> {target}", quiet, verbose)
+                           f"translate -> {target}", quiet, verbose, mr_images_only=True)
 
 
 # ---- metrics (the seed's: per slice and per volume, in [0, 1]) ----------------------------------------------
