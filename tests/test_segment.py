@@ -58,6 +58,29 @@ def test_softmax_in_place_matches_torch_and_reuses_the_logits_memory():
     assert torch.allclose(result, expected, atol=1e-6)
 
 
+def test_class_labels_give_aseg_numbers_and_the_first_of_tied_classes():
+    probabilities = torch.zeros(len(segment.ASEG_LABELS), 2, 2, 2)
+    probabilities[CLASS_OF[17], 0] = 0.6
+    probabilities[CLASS_OF[53], 0] = 0.6  # a tie: the lower class index wins, as argmax picks
+    probabilities[CLASS_OF[10], 1] = 0.9
+    labels = segment.class_labels(probabilities)
+    assert labels.dtype == np.int16
+    assert (labels[0] == 17).all() and (labels[1] == 10).all()
+
+
+def test_largest_components_drop_islands_of_deep_grey_structures_only():
+    labels = np.zeros((30, 30, 30), np.int16)
+    labels[2:10, 2:10, 2:10] = 17  # the hippocampus, and an island of it
+    labels[20:22, 20:22, 20:22] = 17
+    labels[12:14, 2:4, 2:4], labels[25:27, 2:4, 2:4] = 10, 10  # two equal pieces: the first in scan order stays
+    labels[0, 0, 0], labels[29, 29, 29] = 2, 2  # white matter is not a deep grey structure: both pieces stay
+    out = segment.largest_components(labels)
+    assert (out[2:10, 2:10, 2:10] == 17).all() and (out[20:22, 20:22, 20:22] == 0).all()
+    assert (out[12:14, 2:4, 2:4] == 10).all() and (out[25:27, 2:4, 2:4] == 0).all()
+    assert out[0, 0, 0] == 2 and out[29, 29, 29] == 2
+    assert (labels[20:22, 20:22, 20:22] == 17).all()  # the input is not modified
+
+
 def test_window_count_follows_monai_tiling():
     assert segment.window_count((181, 211, 172), 128, 0.25) == 8  # Colin27's head box
     assert segment.window_count((221, 256, 211), 128, 0.25) == 12
