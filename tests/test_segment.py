@@ -139,6 +139,17 @@ def test_prepare_gives_a_1mm_ras_box_of_at_least_one_patch():
     assert geometry.grid.axcodes == "RAS" and np.allclose(geometry.grid.spacing, 1.0)
 
 
+def test_prepare_keeps_the_top_of_a_tall_head_only():
+    data = np.zeros((40, 40, 300), np.float32)
+    data[5:35, 5:35, 10:290] = 100.0  # a head with a long neck: 280 mm of foreground
+    data[10:30, 10:30, 286:290] = 200.0  # the top of the head, brightest
+    scan = Scan(data, np.eye(4), None, segment.Path("x.nii.gz"), segment.Path("x"))
+    tensor, geometry = segment.prepare(scan)
+    assert tensor.shape[-1] == segment.HEAD_HEIGHT
+    top = geometry.to_input_grid(np.ones(tuple(tensor.shape[2:]), np.int16), segment.NEAREST)
+    assert top[20, 20, 280:294].all() and not top[20, 20, :60].any()  # the neck's lowest part is left out
+
+
 def test_evaluate_cli_on_identical_maps(tmp_path):
     from tests.test_cli import brainkit
 

@@ -45,6 +45,9 @@ VOLUME_COLUMNS = ["input", *[str(label) for label in ASEG_LABELS[1:]], "brain"]
 PATCH = (128, 128, 128)
 OVERLAP = 0.25
 SPACING = 1.0
+# mm of the head's box kept below its top: the most that two windows of PATCH cover at OVERLAP, and room for a
+# brain tilted 30 degrees (about 200 mm high); a neck and shoulders below it would cost a third row of windows
+HEAD_HEIGHT = 224
 WEIGHTS = FOLDER / "segment.pt"
 TRAINING_BOX = (176, 208, 176)  # 1 mm grid the training label maps are put on
 
@@ -93,10 +96,12 @@ def lateralise(labels: np.ndarray) -> np.ndarray:
 
 
 def prepare(scan: Scan) -> tuple[torch.Tensor, Geometry]:
-    """(1, 1, X, Y, Z) image at 1 mm in RAS, cropped to the head (at least one patch), scaled to [0, 1]."""
+    """(1, 1, X, Y, Z) image at 1 mm in RAS, cropped to the head (at least one patch, at most HEAD_HEIGHT mm below
+    its top), scaled to [0, 1]."""
     geometry = Geometry(Grid(scan.shape, scan.affine)).to_ras().resample(SPACING)
     volume = geometry.apply(scan.data)
     start, stop = foreground_bbox(volume, margin=4)
+    start[2] = max(start[2], stop[2] - HEAD_HEIGHT)
     shape = np.maximum(stop - start, PATCH)
     geometry.crop_centred((start + stop) / 2, shape)
     box = geometry.steps[-1].apply(volume, fill=float(volume.min()))
