@@ -32,8 +32,18 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the machine type."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else []
+    return names[0].strip() if names else platform.processor() or platform.machine()
+
+
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    """The CPU, whether it does bfloat16 natively (brainkit's inference runs in bfloat16 only where it does, in
+    float32 elsewhere), torch's version and thread count."""
+    bf16 = "native bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no native bfloat16"
+    return f"{cpu_model()} ({bf16}), torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def write_section(name: str, body: str) -> None:

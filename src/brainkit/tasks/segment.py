@@ -21,6 +21,7 @@ from monai.networks.nets import UNet
 from brainkit.batch import print_failures, run_over_inputs
 from brainkit.io import Scan, load
 from brainkit.io.write import write_csv, write_nifti
+from brainkit.nets.pointwise import PointwiseConv3d
 from brainkit.report.figures import save_overlay
 from brainkit.runtime import bf16_autocast, console, resolve_device
 from brainkit.spatial import NEAREST, Geometry, Grid, foreground_bbox
@@ -61,7 +62,7 @@ def build_model() -> torch.nn.Module:
         UNet(spatial_dims=3, in_channels=1, out_channels=features, channels=(16, 32, 64, 128), strides=(2, 2, 2),
              num_res_units=1),
         torch.nn.PReLU(),
-        torch.nn.Conv3d(features, len(ASEG_LABELS), kernel_size=1))
+        PointwiseConv3d(features, len(ASEG_LABELS)))
 
 
 def load_model(path: Path = WEIGHTS, device: torch.device | str = "cpu") -> torch.nn.Module:
