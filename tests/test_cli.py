@@ -89,6 +89,20 @@ def test_malloc_keeps_freed_memory_where_the_c_library_is_glibc():
     assert keep_freed_memory()
 
 
+def test_release_freed_memory_returns_kept_memory_to_the_os():
+    """`brainkit run` releases what one job freed before the next (see runtime.release_freed_memory)."""
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc_trim is glibc's")
+    code = ("import numpy as np; from brainkit.runtime import keep_freed_memory, release_freed_memory\n"
+            "rss = lambda: int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) // 1024\n"
+            "keep_freed_memory(); block = np.ones(200 * 2**20, np.uint8); del block; kept = rss()\n"
+            "released = release_freed_memory(); print(kept, rss(), released)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    kept, after, released = result.stdout.split()
+    assert released == "True"
+    assert int(kept) - int(after) > 150  # MB: the freed 200 MB block was held, then handed back
+
+
 def test_threads_apply_to_torch_imported_after_configure():
     """`brainkit run` imports torch per scan, after `configure`; --threads must still hold there."""
     code = ("from brainkit.runtime import configure; configure(threads=1); "

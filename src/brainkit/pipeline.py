@@ -27,7 +27,7 @@ from brainkit.io.info import describe
 from brainkit.io.write import write_csv, write_json
 from brainkit.report.figures import save_montage
 from brainkit.report.html import render_report
-from brainkit.runtime import console
+from brainkit.runtime import console, release_freed_memory
 from brainkit.tasks import Task
 
 CACHE = ".brainkit_run"
@@ -113,6 +113,7 @@ def process_scan(item: InputItem, out: Path, overwrite: bool) -> dict:
     montage = save_montage([(scan.stem, scan.data, scan.affine)], scan.output_path(out, "_montage", ".png"))
     result["montage"] = str(montage)
     for step in SCAN_STEPS:
+        release_freed_memory()  # what the step before freed: its pieces would not fit this step's arrays
         result.update(step(scan, out))
     write_json(cache, result)
     return result
