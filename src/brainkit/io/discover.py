@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brainkit.errors import BadInputError
+from brainkit.io.dicom import load_dicom_folder, looks_like_dicom
 from brainkit.io.nifti import load_volume
 from brainkit.io.scan import IMAGE_SUFFIXES, Scan, strip_image_suffix
 
@@ -32,8 +33,6 @@ def is_image_file(path: Path) -> bool:
 
 
 def _walk(root: Path) -> list[InputItem]:
-    from brainkit.io.dicom.files import looks_like_dicom  # pydicom is imported only when a non-image file is met
-
     items: list[InputItem] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -46,10 +45,7 @@ def _walk(root: Path) -> list[InputItem]:
 
 
 def discover(inputs: list[str | Path]) -> list[InputItem]:
-    """Expand command-line inputs into items, in a stable order; missing paths become failing items. (pydicom, about
-    0.4 s to import, is imported only when a file that is not a NIfTI/MGZ image is met.)"""
-    from brainkit.io.dicom.files import looks_like_dicom
-
+    """Expand command-line inputs into items, in a stable order; missing paths become failing items."""
     items: list[InputItem] = []
     for given in inputs:
         path = Path(given)
@@ -73,8 +69,6 @@ def load_item(item: InputItem) -> list[Scan | BadInputError]:
     if item.kind == "missing":
         raise BadInputError(item.path, "no such file or folder: check the path")
     if item.kind == "dicom":
-        from brainkit.io.dicom import load_dicom_folder
-
         return load_dicom_folder(item.path, item.rel_path)
     return [load_volume(item.path, item.rel_path)]
 

@@ -9,8 +9,8 @@ import torch
 class PointwiseConv3d(torch.nn.Conv3d):
     """`Conv3d(in_channels, out_channels, kernel_size=1)` whose forward pass, for one contiguous sample, is one
     `addmm` over the voxels. torch's CPU convolution takes a slow path for 1x1x1 kernels: on a 2-core AVX2 CPU the
-    segmentation network's last layer (16 -> 33 channels on a 128^3 window) took 310 ms that way, a third of the
-    whole window, and 143 ms as a matrix product (`benchmarks/pointwise.py`). Batches of several samples keep the
+    segmentation network's last layer (16 -> 33 channels on a 128^3 window) took 308 ms that way, a third of the
+    whole window, and 140 ms as a matrix product (`benchmarks/pointwise.py`). Batches of several samples keep the
     convolution (a batched product was slower)."""
 
     def __init__(self, in_channels: int, out_channels: int):
