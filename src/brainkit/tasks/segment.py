@@ -21,6 +21,7 @@ from monai.networks.nets import UNet
 from brainkit.batch import print_failures, run_over_inputs
 from brainkit.io import Scan, load
 from brainkit.io.write import write_csv, write_nifti
+from brainkit.nets.layout import channels_last_top_block
 from brainkit.nets.pointwise import PointwiseConv3d
 from brainkit.report.figures import save_overlay
 from brainkit.runtime import bf16_autocast, console, resolve_device
@@ -66,8 +67,12 @@ def build_model() -> torch.nn.Module:
 
 
 def load_model(path: Path = WEIGHTS, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The bundled segmentation network (fp16 weights, run in fp32); a training checkpoint works too."""
-    return load_weights(build_model(), path, "segment", device)
+    """The bundled segmentation network (fp16 weights, run in fp32) for inference; a training checkpoint works too.
+    On a CPU its full-resolution block runs channels-last (`nets.layout`: the same outputs, faster)."""
+    model = load_weights(build_model(), path, "segment", device)
+    if torch.device(device).type == "cpu":
+        channels_last_top_block(model[0])
+    return model
 
 
 def class_lookup(values: np.ndarray) -> np.ndarray:
