@@ -22,8 +22,8 @@ def channel_rows(x: torch.Tensor) -> torch.Tensor:
 
 class ChannelsLastInstanceNorm3d(torch.nn.Module):
     """`InstanceNorm3d(affine=False)` for one channels-last sample that stays channels-last (torch's own converts
-    the tensor to contiguous and back); other inputs go to torch's. Statistics in float32, as torch's are under
-    autocast."""
+    the tensor to contiguous and back); other inputs go to torch's. Statistics in float32, the output in the
+    input's dtype (bfloat16 under autocast, as torch's)."""
 
     def __init__(self, eps: float = 1e-5):
         super().__init__()
@@ -36,7 +36,7 @@ class ChannelsLastInstanceNorm3d(torch.nn.Module):
         shape = (1, -1, 1, 1, 1)
         centred = x.float() - (channel_rows(x).sum(0, dtype=torch.float32) / count).view(shape)
         variance = channel_rows(centred).square().sum(0) / count
-        return centred.mul_(torch.rsqrt(variance + self.eps).view(shape))
+        return centred.mul_(torch.rsqrt(variance + self.eps).view(shape)).to(x.dtype)
 
 
 def to_channels_last(_module: torch.nn.Module, args: tuple) -> tuple:
