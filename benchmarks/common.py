@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from brainkit.runtime import native_bf16
+
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -42,7 +44,7 @@ def cpu_model() -> str:
 def machine() -> str:
     """The CPU, whether it does bfloat16 natively (brainkit's inference runs in bfloat16 only where it does, in
     float32 elsewhere), torch's version and thread count."""
-    bf16 = "native bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no native bfloat16"
+    bf16 = "native bfloat16" if native_bf16("cpu") else "no native bfloat16"
     return f"{cpu_model()} ({bf16}), torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 

@@ -278,3 +278,13 @@ def test_train_cli_writes_weights_that_segment_reads(tmp_path):
     # without --init, self-training starts from the bundled weights that labelled the scans (lr 0: unchanged)
     for (name, value), expected in zip(trained.state_dict().items(), bundled.state_dict().values(), strict=True):
         assert torch.equal(value, expected), name
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_load_model_runs_the_top_block_channels_last_only_where_inference_is_float32(monkeypatch, bf16):
+    from brainkit.nets.layout import ChannelsLastInstanceNorm3d
+
+    monkeypatch.setattr(segment, "native_bf16", lambda device: bf16)
+    model = segment.load_model()
+    converted = any(isinstance(module, ChannelsLastInstanceNorm3d) for module in model.modules())
+    assert converted is not bf16

@@ -81,15 +81,21 @@ def resolve_device(name: str = "auto"):
     return torch.device(name)
 
 
-def bf16_autocast(device):
-    """bfloat16 autocast for inference where the hardware does bf16 natively (AVX512-BF16/AMX CPUs, recent GPUs),
-    a no-op elsewhere (emulated bf16 would be slower). On this project's CPU it made segmentation 1.4x faster with
-    the same labels (mean Dice 0.7144 vs 0.7141 on norm.mgz)."""
+def native_bf16(device) -> bool:
+    """Whether `device` computes bfloat16 natively (AVX512-BF16/AMX CPUs, recent GPUs)."""
     import torch
 
     device = torch.device(device)
     if device.type == "cuda":
-        supported = torch.cuda.is_bf16_supported()
-    else:
-        supported = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=supported)
+        return torch.cuda.is_bf16_supported()
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def bf16_autocast(device):
+    """bfloat16 autocast for inference where the hardware does bf16 natively (`native_bf16`), a no-op elsewhere
+    (emulated bf16 would be slower). On this project's CPU it made segmentation 1.4x faster with the same labels
+    (mean Dice 0.7144 vs 0.7141 on norm.mgz)."""
+    import torch
+
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=native_bf16(device))
