@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from brainkit.nets.layout import CHANNELS_LAST, channel_rows
+
 
 class PointwiseConv3d(torch.nn.Conv3d):
     """`Conv3d(in_channels, out_channels, kernel_size=1)` whose forward pass, for one sample (contiguous or
@@ -22,8 +24,8 @@ class PointwiseConv3d(torch.nn.Conv3d):
         channels = x.shape[1]
         if x.is_contiguous():
             voxels = x.view(channels, -1)
-        elif x.is_contiguous(memory_format=torch.channels_last_3d):
-            voxels = x.permute(0, 2, 3, 4, 1).reshape(-1, channels).t()  # a transposed view: no copy
+        elif x.is_contiguous(memory_format=CHANNELS_LAST):
+            voxels = channel_rows(x).t()  # a transposed view: no copy
         else:
             return super().forward(x)
         out = torch.addmm(self.bias[:, None], self.weight.view(self.out_channels, channels), voxels)
