@@ -1,7 +1,7 @@
-"""`brainkit demo`: `brainkit run` on data that ships inside installed packages (offline).
+"""`brainkit demo`: `brainkit run` on example data bundled with brainkit (offline).
 
-The nilearn MNI152 2009a template is symmetric by construction: for it and its mirror an honest left-right
-check can only answer 'uncertain'."""
+The bundled MNI152 2009a template (`brainkit/examples`, see its NOTICE.md) is symmetric by construction: for it
+and its mirror an honest left-right check can only answer 'uncertain'."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from nilearn.datasets import load_mni152_template
 
 from brainkit.io import load
 from brainkit.io.info import INFO_COLUMNS, info
@@ -20,11 +19,13 @@ from brainkit.report.figures import save_montage
 from brainkit.runtime import console
 from brainkit.tasks import Task
 
+TEMPLATE = Path(__file__).parent / "examples" / "mni152_2009a_sym_t1.nii.gz"
+
 
 def write_demo_inputs(folder: Path) -> list[Path]:
-    """The MNI152 2009a T1 from nilearn (offline) and a left-right mirrored copy with the same header."""
-    template = load_mni152_template(resolution=1)
-    data = np.asarray(template.get_fdata(), dtype=np.float32)
+    """The bundled MNI152 2009a T1, scaled to [0, 1], and a left-right mirrored copy with the same header."""
+    template = load(TEMPLATE)
+    data = template.data / template.data.max()
     affine = template.affine
     mirrored = np.ascontiguousarray(data[::-1])  # voxel axis 0 maps to world x in this template
     return [write_nifti(folder / "mni152_t1.nii.gz", data, affine),
