@@ -9,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from brainkit.demo import write_demo_inputs
+from brainkit.io import load
 from brainkit.runtime import keep_freed_memory
 from tests.conftest import blob_volume, save_nifti
 
@@ -58,6 +61,13 @@ def test_demo_writes_inputs_info_and_montage(tmp_path):
                  "report.html", "mni152_t1_montage.png"):
         assert (tmp_path / "demo" / name).stat().st_size > 0, name
     assert (tmp_path / "demo" / "montage.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_demo_inputs_are_the_bundled_template_and_its_mirror(tmp_path):
+    plain, mirrored = (load(path) for path in write_demo_inputs(tmp_path))
+    assert plain.shape == (197, 233, 189) and plain.data.max() == 1.0
+    np.testing.assert_array_equal(mirrored.data, plain.data[::-1])
+    np.testing.assert_array_equal(mirrored.affine, plain.affine)
 
 
 def test_synth_writes_images_labels_params_and_montage(tmp_path, shared_data):
