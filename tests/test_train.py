@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from brainkit.train import TrainConfig, on_device, step_generator, train
+from brainkit.train import TrainConfig, loop, on_device, step_generator, train
 from brainkit.train.recipe import close_process_group
 
 
@@ -44,11 +44,22 @@ def test_loop_learns_and_logs(tmp_path):
     assert ((model(x) > 0).float() == y).float().mean() > 0.9
 
 
-def test_bf16_mixed_precision_learns_and_keeps_float32_weights(tmp_path):
+def test_bf16_mixed_precision_learns_and_keeps_float32_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(loop, "native_bf16", lambda device: True)  # autocast even where bfloat16 is emulated
     model = train(toy_model(), toy_batches, bce, config(tmp_path, 100, bf16=True))
     assert all(p.dtype == torch.float32 for p in model.parameters())
     x, y = toy_batches(0, torch.Generator().manual_seed(123))
     assert ((model(x) > 0).float() == y).float().mean() > 0.9
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_autocast_only_where_the_device_has_native_bfloat16(tmp_path, monkeypatch, native):
+    monkeypatch.setattr(loop, "native_bf16", lambda device: native)
+    dtypes = []
+    model = toy_model()
+    model[0].register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    train(model, toy_batches, bce, config(tmp_path, 2, bf16=True))
+    assert dtypes == [torch.bfloat16 if native else torch.float32] * 2
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):

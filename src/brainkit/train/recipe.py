@@ -26,7 +26,8 @@ def add_train_options(parser: argparse.ArgumentParser, job: str, steps: int, lr:
     parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
                         help="learning rate: constant, or cosine decay from --lr to zero at --steps (fine-tuning)")
     parser.add_argument("--bf16", action="store_true",
-                        help="bfloat16 mixed precision (1.2-1.5x faster 3D steps on CPUs with AVX512-BF16, and GPUs)")
+                        help="bfloat16 mixed precision (1.2-1.5x faster 3D steps on CPUs with AVX512-BF16, and GPUs; "
+                             "float32 on devices without native bfloat16)")
 
 
 def distributed_device(name: str) -> torch.device:
