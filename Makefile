@@ -23,7 +23,7 @@ browser:
 		|| echo "chromium could not be installed: the browser test will skip"
 
 test: install browser
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(PY) -m pytest -q
 
 clean:

@@ -263,6 +263,21 @@ def test_training_batches_add_the_real_patches_to_each_step(tmp_path):
     assert torch.isin(classes[1:], torch.tensor([CLASS_OF[10], CLASS_OF[49]])).all()
 
 
+def test_real_labels_are_taken_from_the_given_folder_onto_the_training_box(tmp_path):
+    scan = save_nifti(tmp_path / "real" / "scan.nii.gz", blob_volume())
+    save_nifti(tmp_path / "real" / "unlabelled.nii.gz", blob_volume(seed=1))
+    aseg = np.zeros(blob_volume().shape, np.int16)
+    aseg[:12], aseg[12:] = 10, 49  # left / right thalamus (RAS: low x is left), 1 mm: the box keeps the grid
+    save_nifti(tmp_path / "labels" / "scan_seg.nii.gz", aseg)
+    pairs = segment.self_labelled([str(scan.parent)], model=None, quiet=True, labels=tmp_path / "labels")
+    assert len(pairs) == 1  # the scan without a label map is reported and left out
+    image, classes = pairs[0]
+    assert image.shape == classes.shape == segment.PATCH  # the 1 mm head box, padded to one window
+    assert set(torch.unique(classes).tolist()) == {0, CLASS_OF[10], CLASS_OF[49]}  # padding is background
+    left, right = (classes == CLASS_OF[10]).nonzero()[:, 0], (classes == CLASS_OF[49]).nonzero()[:, 0]
+    assert left.max() < right.min() and (classes == CLASS_OF[10]).sum() == 12 * 28 * 20
+
+
 def test_train_cli_writes_weights_that_segment_reads(tmp_path):
     from tests.test_cli import brainkit
 

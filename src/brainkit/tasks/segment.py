@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 
 from brainkit.batch import print_failures, run_over_inputs
+from brainkit.errors import BadInputError
 from brainkit.io import Scan, load
 from brainkit.io.write import write_csv, write_nifti
 from brainkit.nets.layout import channels_last_top_block
@@ -131,14 +133,42 @@ def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cp
 
 def box_labels(tensor: torch.Tensor, model: torch.nn.Module, device: torch.device | str = "cpu",
                window: int = PATCH[0], overlap: float = OVERLAP, refine: bool = True) -> np.ndarray:
-    """Aseg labels (int16) of a `prepare`d image, on its 1 mm box. The class probabilities are averaged with those
-    of the left-right mirrored input (its left and right labels swapped back): as in SynthSeg, this evens out the
-    two hemispheres' errors (measured: mean Dice +0.01-0.02, weakest structure +0.08-0.11 on the two labelled
-    T1s). With `refine` they are then weighed against this scan's own intensities (`refine_with_intensities`).
-    Each deep grey structure keeps its largest connected piece.
+    """Aseg labels (int16) of a `prepare`d image, on its 1 mm box: `two_pass_probabilities`, then (with `refine`)
+    weighed against this scan's own intensities (`refine_with_intensities`); each deep grey structure keeps its
+    largest connected piece.
 
     `window`, `overlap`: MONAI's sliding windows. The network's instance normalisation takes its statistics over
     each window, so its output depends on the window's size (see the model card before changing them)."""
+    passes = two_pass_probabilities(tensor, model, device, window, overlap)
+    return passes.labels(refine_with_intensities(passes.image, passes.average) if refine else passes.average)
+
+
+@dataclass
+class TwoPasses:
+    """`two_pass_probabilities`' result: the mean class probabilities (C, X, Y, Z) over the brain's part of the box
+    (`part`; None: the whole box), the image there (X, Y, Z), and, with a part, the first pass's labels of the
+    whole box."""
+
+    average: torch.Tensor
+    image: torch.Tensor
+    part: tuple[slice, ...] | None
+    first_labels: np.ndarray | None
+
+    def labels(self, scores: torch.Tensor) -> np.ndarray:
+        """Whole-box aseg labels: the likeliest class of `scores` (on the part), the first pass's outside it."""
+        labels = class_labels(scores)
+        if self.part is not None:
+            self.first_labels[self.part] = labels
+            labels = self.first_labels
+        return largest_components(labels)
+
+
+def two_pass_probabilities(tensor: torch.Tensor, model: torch.nn.Module, device: torch.device | str = "cpu",
+                           window: int = PATCH[0], overlap: float = OVERLAP) -> TwoPasses:
+    """Class probabilities of a `prepare`d image averaged with those of the left-right mirrored input (its left
+    and right labels swapped back): as in SynthSeg, this evens out the two hemispheres' errors (measured: mean
+    Dice +0.01-0.02, weakest structure +0.08-0.11 on the two labelled T1s). The mirrored pass runs on the brain's
+    part of the box only (`brain_box`)."""
 
     def probabilities(volume: torch.Tensor) -> torch.Tensor:
         return softmax_in_place(sliding_window_inference(volume, (window,) * 3, sw_batch_size=1, predictor=model,
@@ -148,21 +178,15 @@ def box_labels(tensor: torch.Tensor, model: torch.nn.Module, device: torch.devic
         volume = tensor.to(device)
         first = probabilities(volume)[0]
         box = brain_box(first, window, overlap)
+        first_labels = None
         if box is not None:
-            outside = class_labels(first)  # the first pass's labels stay outside the box
+            first_labels = class_labels(first)  # the first pass's labels stay outside the part
             volume, first = volume[(..., *box)], first[(..., *box)]
         first = first.half()  # float16 while the second pass runs: about half a GB less
         average = probabilities(volume.flip(2))[0]
         add_mirrored(average, first)
         del first
-    average = average.float().div_(2)  # the mean of the two passes' probabilities
-    if refine:
-        average = refine_with_intensities(volume[0, 0].float(), average)
-    labels = class_labels(average)
-    if box is not None:
-        outside[box] = labels
-        labels = outside
-    return largest_components(labels)
+    return TwoPasses(average.float().div_(2), volume[0, 0].float(), box, first_labels)
 
 
 def class_labels(probabilities: torch.Tensor) -> np.ndarray:
@@ -356,24 +380,37 @@ def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1
 
 
 def self_labelled(inputs: list[str | Path], model: torch.nn.Module, device: torch.device | str = "cpu",
-                  quiet: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                  quiet: bool = False, labels: Path | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Unlabelled real scans as training pairs, labelled by `model` with the intensity step (self-training):
     (image (X, Y, Z) on its 1 mm RAS head box, scaled as for inference; class indices (uint8)). The step's labels
     follow the scan's own contrast better than the network's (measured on the real T1s: model card), so training
-    on them teaches the network real images and borders it would not find alone. Inputs that fail are reported
-    and left out."""
-    lookup = torch.from_numpy(class_lookup(np.arange(max(ASEG_LABELS) + 1)))
+    on them teaches the network real images and borders it would not find alone. With `labels`, a folder of label
+    maps of the scans instead (`<stem>_seg.nii.gz`, aseg numbers on the scan's own grid, as `brainkit segment`
+    writes them: FreeSurfer's asegs, or a stronger labeller's). Inputs that fail are reported and left out."""
+    lookup = class_lookup(np.arange(2**16))  # class index of every label number a map can hold
 
     def pair(scan: Scan) -> tuple[torch.Tensor, torch.Tensor]:
-        tensor, _ = prepare(scan)
-        labels = torch.from_numpy(box_labels(tensor, model, device).astype(np.int64))
-        return tensor[0, 0], lookup[labels].to(torch.uint8)
+        tensor, geometry = prepare(scan)
+        aseg = box_labels(tensor, model, device) if labels is None else given_labels(scan, geometry, labels)
+        return tensor[0, 0], torch.from_numpy(lookup[aseg]).to(torch.uint8)
 
     outcome = run_over_inputs(inputs, pair, "labelling real scans for training", quiet)
     print_failures(outcome.failures)
     if not outcome.results:
         raise SystemExit("brainkit train segment: none of the --real scans could be read; see the errors above")
     return outcome.results
+
+
+def given_labels(scan: Scan, geometry: Geometry, folder: Path) -> np.ndarray:
+    """The label map of `scan` on its own grid, where `brainkit segment -o <folder>` would write it
+    (`<folder>/<stem>_seg.nii.gz`), taken to `prepare`'s box (nearest)."""
+    path = scan.output_path(folder, "_seg")
+    if not path.is_file():
+        raise BadInputError(scan.source, f"no label map {path} for it: give one per --real scan")
+    aseg = load(path)
+    if aseg.shape != scan.shape or not np.allclose(aseg.affine, scan.affine, atol=1e-3):
+        raise BadInputError(path, f"its grid differs from {scan.source}'s: label the scan on its own grid")
+    return np.rint(geometry.apply(aseg.data, NEAREST)).astype(np.uint16)
 
 
 def real_patch(pairs: list[tuple[torch.Tensor, torch.Tensor]], side: int,
@@ -397,7 +434,8 @@ def run_train(args: argparse.Namespace) -> int:
     real = []
     if args.real:
         args.init = args.init or str(WEIGHTS)  # self-training fine-tunes the labeller, never a fresh network
-        real = self_labelled(args.real, load_model(Path(args.init), device), device, args.quiet)
+        real = self_labelled(args.real, load_model(Path(args.init), device), device, args.quiet,
+                             Path(args.real_labels) if args.real_labels else None)
     batches = training_batches(Path(args.data), args.batch, tuple(args.patch), args.mirror, device, real,
                                args.real_per_step if real else 0)
     train_and_save("segment", build_model(), batches, loss, args, every=(25, 5, 0))
@@ -416,6 +454,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="unlabelled real scans (files or folders) added to training with the labels the "
                              "starting weights give them (self-training); training starts from --init, else from "
                              "the bundled weights")
+    parser.add_argument("--real-labels", metavar="FOLDER",
+                        help="label maps of the --real scans (<stem>_seg.nii.gz on each scan's grid, aseg numbers, "
+                             "laid out as `brainkit segment -o FOLDER` writes them): train on these instead")
     parser.add_argument("--real-per-step", type=int, default=1,
                         help="real patches added to each step's synthetic ones (with --real)")
 
