@@ -52,7 +52,7 @@ def atlas_votes(image: torch.Tensor, labels: np.ndarray, atlases: list[np.ndarra
     import ants
 
     fixed = ants.from_numpy(image.numpy().astype(np.float32))
-    lookup = segment.class_lookup(np.arange(2**16))
+    lookup = segment.class_of_every_label()
     votes = torch.zeros((len(segment.ASEG_LABELS), *image.shape))
     for atlas in atlases:
         moving = ants.from_numpy(painted(atlas, image, labels))

@@ -11,6 +11,7 @@ import argparse
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,12 @@ def class_lookup(values: np.ndarray) -> np.ndarray:
     """Map label numbers (e.g. a bank's `values`) to class indices; labels outside the set -> background."""
     index = {label: i for i, label in enumerate(ASEG_LABELS)}
     return np.array([index.get(int(v), 0) for v in values], dtype=np.int64)
+
+
+@cache
+def class_of_every_label() -> np.ndarray:
+    """`class_lookup` of every label number a label map can hold (0 to 65535): index it with a map."""
+    return class_lookup(np.arange(2**16))
 
 
 def lateralise(labels: np.ndarray) -> np.ndarray:
@@ -387,7 +394,7 @@ def self_labelled(inputs: list[str | Path], model: torch.nn.Module, device: torc
     on them teaches the network real images and borders it would not find alone. With `labels`, a folder of label
     maps of the scans instead (`<stem>_seg.nii.gz`, aseg numbers on the scan's own grid, as `brainkit segment`
     writes them: FreeSurfer's asegs, or a stronger labeller's). Inputs that fail are reported and left out."""
-    lookup = class_lookup(np.arange(2**16))  # class index of every label number a map can hold
+    lookup = class_of_every_label()
 
     def pair(scan: Scan) -> tuple[torch.Tensor, torch.Tensor]:
         tensor, geometry = prepare(scan)
