@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import platform
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 from brainkit.demo import write_demo_inputs
 from brainkit.io import load
+from brainkit.pipeline import CACHE
 from brainkit.runtime import keep_freed_memory
 from tests.conftest import blob_volume, save_nifti
 
@@ -54,9 +56,15 @@ def test_info_names_the_bad_file_and_fails(tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_demo_writes_inputs_info_and_montage(tmp_path):
+def test_demo_writes_inputs_info_and_montage_and_redoes_an_earlier_demo(tmp_path):
+    stale = tmp_path / "demo" / CACHE / "mni152_t1.json"  # what an earlier version's demo left behind
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps({"name": "mni152_t1", "source": "old", "orient": {"p_flipped": 1.0,
+                                                                                  "decision": "flipped"}}))
     result = brainkit("demo", "-o", str(tmp_path / "demo"), "--quiet")
     assert result.returncode == 0, result.stderr
+    decisions = [row["decision"] for row in csv.DictReader((tmp_path / "demo" / "orientation.csv").open())]
+    assert decisions == ["uncertain", "uncertain"]  # the symmetric template and its mirror, both redone
     for name in ("inputs/mni152_t1.nii.gz", "inputs/mni152_t1_mirrored.nii.gz", "info.csv", "montage.png",
                  "report.html", "mni152_t1_montage.png"):
         assert (tmp_path / "demo" / name).stat().st_size > 0, name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from brainkit.pipeline import CACHE, run_pipeline, session_of
+from brainkit.io.discover import InputItem
+from brainkit.pipeline import CACHE, cache_stamp, cached_result, run_pipeline, session_of
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,22 @@ def test_a_resumed_run_reuses_finished_scans(run_output):
     again, failures = run_pipeline([out.parent / "in"], out)
     assert [path.stat().st_mtime_ns for path in cached] == stamps  # finished scans were not recomputed
     assert len(again) == len(scans) and len(failures) == 1
+
+
+def test_a_cached_result_is_reused_only_for_the_same_file_and_version(tmp_path):
+    first, second = tmp_path / "a" / "t1.nii.gz", tmp_path / "b" / "t1.nii.gz"  # same name, other files
+    for path, size in ((first, 10), (second, 20)):
+        path.parent.mkdir()
+        path.write_bytes(bytes(size))
+    stamp = cache_stamp(InputItem(first, first.parent, "volume"))
+    cache = tmp_path / "t1.json"
+    cache.write_text(json.dumps({"name": "t1", "stamp": stamp}))
+    assert cached_result(cache, stamp) == {"name": "t1", "stamp": stamp}
+    assert cached_result(cache, cache_stamp(InputItem(second, second.parent, "volume"))) is None
+    assert cached_result(cache, {**stamp, "brainkit": "0.0.1"}) is None
+    cache.write_text('{"name": "t1", "stamp"')  # cut short by a killed run
+    assert cached_result(cache, stamp) is None
+    assert cached_result(tmp_path / "absent.json", stamp) is None
 
 
 def test_sessions_follow_bids_entities_or_folders():

@@ -2,7 +2,8 @@
 each job's files (INTERFACE.md) and one self-contained `report.html`.
 
 Per-scan work runs in parallel processes with `--jobs N`; its result is cached under `DIR/.brainkit_run/`,
-so an interrupted run over many scans continues where it stopped (`--overwrite` redoes it).
+so an interrupted run over many scans continues where it stopped (`--overwrite` redoes it). A cached result is
+reused only for the same input file (path and size) and brainkit version.
 """
 
 from __future__ import annotations
@@ -100,16 +101,33 @@ def translate_step(scan: Scan, out: Path) -> dict:
 SCAN_STEPS = (orient_step, segment_step, translate_step)
 
 
+def cache_stamp(item: InputItem) -> dict:
+    """What a cached result must match to be reused: the same input file (path and size) and brainkit version.
+    Not the modification time: a DICOM series is converted again on every run."""
+    return {"source": str(item.path), "bytes": item.path.stat().st_size, "brainkit": __version__}
+
+
+def cached_result(cache: Path, stamp: dict) -> dict | None:
+    """The result an earlier run cached with this stamp; None when there is none, it is unreadable, or it was made
+    from another file of the same name or by another brainkit version."""
+    try:
+        result = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and result.get("stamp") == stamp else None
+
+
 def process_scan(item: InputItem, out: Path, overwrite: bool) -> dict:
     """Check one scan and run the per-scan jobs; the result is cached as JSON for resumed runs."""
     cache = out / CACHE / f"{item.rel_path}.json"
-    if cache.exists() and not overwrite:
-        return json.loads(cache.read_text())
+    stamp = cache_stamp(item)
+    if not overwrite and (result := cached_result(cache, stamp)) is not None:
+        return result
     scan = load_item(item)[0]
     if isinstance(scan, Exception):
         raise scan
     check_not_label_map(scan.data, scan.source)
-    result: dict = {"name": str(item.rel_path), "source": str(item.path), "info": describe(scan)}
+    result = {"name": str(item.rel_path), "source": str(item.path), "stamp": stamp, "info": describe(scan)}
     montage = save_montage([(scan.stem, scan.data, scan.affine)], scan.output_path(out, "_montage", ".png"))
     result["montage"] = str(montage)
     for step in SCAN_STEPS:
