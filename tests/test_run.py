@@ -67,6 +67,19 @@ def test_a_cached_result_is_reused_only_for_the_same_file_and_version(tmp_path):
     assert cached_result(tmp_path / "absent.json", stamp) is None
 
 
+def test_the_cache_stamp_names_the_file_not_the_path_as_typed(tmp_path, monkeypatch):
+    for folder in ("a", "b"):  # same relative name and size, two files
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "t1.nii.gz").write_bytes(bytes(10))
+    stamps = []
+    for folder in ("a", "b"):
+        monkeypatch.chdir(tmp_path / folder)
+        stamps.append(cache_stamp(InputItem(Path("t1.nii.gz"), Path("."), "volume")))
+    assert stamps[0] != stamps[1]
+    assert cache_stamp(InputItem(Path("./t1.nii.gz"), Path("."), "volume")) == stamps[1]
+    assert cache_stamp(InputItem(tmp_path / "b" / "t1.nii.gz", tmp_path / "b", "volume")) == stamps[1]
+
+
 def test_sessions_follow_bids_entities_or_folders():
     assert session_of("/d/sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz") == "sub-01_ses-2"
     assert session_of("/d/patientA/t1.nii.gz") == "/d/patientA"

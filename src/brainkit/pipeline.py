@@ -102,9 +102,10 @@ SCAN_STEPS = (orient_step, segment_step, translate_step)
 
 
 def cache_stamp(item: InputItem) -> dict:
-    """What a cached result must match to be reused: the same input file (path and size) and brainkit version.
-    Not the modification time: a DICOM series is converted again on every run."""
-    return {"source": str(item.path), "bytes": item.path.stat().st_size, "brainkit": __version__}
+    """What a cached result must match to be reused: the same input file (absolute path and size) and brainkit
+    version. The path is resolved because `t1.nii.gz` run from two folders names two files, and `./t1.nii.gz` and
+    `t1.nii.gz` one. Not the modification time: a DICOM series is converted again on every run."""
+    return {"source": str(item.path.resolve()), "bytes": item.path.stat().st_size, "brainkit": __version__}
 
 
 def cached_result(cache: Path, stamp: dict) -> dict | None:
