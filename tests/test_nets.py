@@ -69,7 +69,10 @@ def test_channels_last_top_block_keeps_the_network_and_its_outputs():
         assert out.is_contiguous()
         assert torch.allclose(out, expected, atol=1e-4)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # as on CPUs with native bfloat16
-            assert torch.allclose(fast(x).float(), plain(x).float(), atol=0.02)
+            # Both layouts round differently on the way (logits up to 4: 1 ulp is 0.016), so each is held to
+            # float32: the fast block may cost no more accuracy than bfloat16 costs the plain network.
+            fast_error = (fast(x).float() - expected).abs().max()
+            assert fast_error <= 2 * (plain(x).float() - expected).abs().max() + 0.01
             block = torch.nn.InstanceNorm3d(16)
             half = torch.randn(1, 16, 8, 8, 8).to(torch.bfloat16).contiguous(memory_format=CHANNELS_LAST)
             assert ChannelsLastInstanceNorm3d()(half).dtype == block(half).dtype == torch.bfloat16
