@@ -3,7 +3,7 @@ each job's files (INTERFACE.md) and one self-contained `report.html`.
 
 Per-scan work runs in parallel processes with `--jobs N`; its result is cached under `DIR/.brainkit_run/`,
 so an interrupted run over many scans continues where it stopped (`--overwrite` redoes it). A cached result is
-reused only for the same input file (path and size) and brainkit version.
+reused only for the same input file (absolute path and size) and brainkit version.
 """
 
 from __future__ import annotations
