@@ -263,6 +263,15 @@ def test_training_batches_add_the_real_patches_to_each_step(tmp_path):
     assert torch.isin(classes[1:], torch.tensor([CLASS_OF[10], CLASS_OF[49]])).all()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_batches_draw_the_real_patches_on_the_gpu(tmp_path):
+    batch_for = segment.training_batches(toy_label_maps(tmp_path), batch=1, patches=(16,), device="cuda",
+                                         real=[toy_real_pair()], real_per_step=2)
+    image, classes = batch_for(0, torch.Generator().manual_seed(0))
+    assert image.device.type == classes.device.type == "cuda" and image.shape == (3, 1, 16, 16, 16)
+    assert torch.isin(classes[1:], torch.tensor([CLASS_OF[10], CLASS_OF[49]], device="cuda")).all()
+
+
 def test_real_labels_are_taken_from_the_given_folder_onto_the_training_box(tmp_path):
     scan = save_nifti(tmp_path / "real" / "scan.nii.gz", blob_volume())
     save_nifti(tmp_path / "real" / "unlabelled.nii.gz", blob_volume(seed=1))

@@ -357,7 +357,8 @@ def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1
     with left and right labels swapped, as SynthSeg does: mirror images of the training brains (0: the generator's
     draws stay those of earlier runs). The engine draws on `device` (a GPU synthesises its own batches: on the CPU
     they would starve it); there each step's generator seeds a generator of that device. With `real` pairs
-    (`self_labelled`), every step also takes `real_per_step` patches of them (`real_patch`)."""
+    (`self_labelled`), every step also takes `real_per_step` patches of them (`real_patch`), cut and augmented on
+    `device` too."""
     smallest_box = min((min(image.shape) for image, _ in real), default=0)
     if real_per_step and max(patches) > smallest_box:
         raise SystemExit(f"brainkit train segment: with --real, patches can be at most {smallest_box} mm (the "
@@ -366,6 +367,7 @@ def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1
     lookup = torch.from_numpy(class_lookup(bank.values)).to(device)
     swapped = torch.tensor(mirrored_classes(), device=device)
     engines = [SynthEngine(bank, training_config(side), device=device) for side in patches]
+    real_on_device = [(image.to(device), classes.to(device)) for image, classes in real]  # no copy per step
     console.print(f"segment training: {len(bank.maps)} label maps (lateralised), {len(ASEG_LABELS)} classes, "
                   f"patches of {', '.join(map(str, patches))} mm")
 
@@ -379,9 +381,8 @@ def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1
             classes = torch.where(flipped.view(-1, 1, 1, 1, 1), swapped[classes], classes)
         if not real_per_step:
             return image, classes
-        extra = [real_patch(real, engine.config.shape[0], generator) for _ in range(real_per_step)]
-        return (torch.cat([image, *[pair[0].to(image.device) for pair in extra]]),
-                torch.cat([classes, *[pair[1].to(classes.device) for pair in extra]]))
+        extra = [real_patch(real_on_device, engine.config.shape[0], engine.generator) for _ in range(real_per_step)]
+        return torch.cat([image, *[pair[0] for pair in extra]]), torch.cat([classes, *[pair[1] for pair in extra]])
 
     return batch_for
 
@@ -424,14 +425,15 @@ def real_patch(pairs: list[tuple[torch.Tensor, torch.Tensor]], side: int,
                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """A random `side`^3 crop of one of the `self_labelled` pairs, (1, 1, side^3) image and class map: mirrored
     left-right half the time (left and right labels swapped), under a random bias field, gamma and noise (milder
-    than the synth engine's: the image is already real)."""
-    image, classes = pairs[int(torch.randint(len(pairs), (1,), generator=generator))]
-    start = [int(torch.randint(size - side + 1, (1,), generator=generator)) for size in image.shape]
+    than the synth engine's: the image is already real). Drawn where `generator` is, as the pairs must be."""
+    device = generator.device
+    image, classes = pairs[int(torch.randint(len(pairs), (1,), generator=generator, device=device))]
+    start = [int(torch.randint(size - side + 1, (1,), generator=generator, device=device)) for size in image.shape]
     box = tuple(slice(first, first + side) for first in start)
     image, classes = image[box], classes[box].long()
-    if float(torch.rand((), generator=generator)) < 0.5:
-        image, classes = image.flip(0), torch.tensor(mirrored_classes())[classes.flip(0)]
-    image = image[None, None] * bias_field((1, 1, side, side, side), 0.3, generator)
+    if float(torch.rand((), generator=generator, device=device)) < 0.5:
+        image, classes = image.flip(0), torch.tensor(mirrored_classes(), device=device)[classes.flip(0)]
+    image = image[None, None] * bias_field((1, 1, side, side, side), 0.3, generator, device)
     return gamma_and_noise(image.clamp(0, 1), 0.2, 0.03, generator), classes[None, None]
 
 
