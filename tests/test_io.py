@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
+import stat
 from pathlib import Path
 
 import nibabel as nib
@@ -65,6 +67,16 @@ def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
     write_nifti(target, blob_volume(), np.eye(4))
     assert target.exists() and list(tmp_path.iterdir()) == [target]
 
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_written_files_get_the_permissions_the_umask_gives_new_files(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        target = write_nifti(tmp_path / "out.nii.gz", blob_volume(), np.eye(4))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask  # group can read a colleague's results
 
 # ---- one test per bad-input class, built from a real scan ---------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,12 +16,13 @@ import numpy as np
 
 @contextmanager
 def atomic_path(target: str | Path, suffix: str = ""):
-    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
+    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds. The file gets
+    the permissions any new file gets under the user's umask (`mkstemp`'s 0600 would keep results from the
+    user's group)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or "".join(target.suffixes),
-                                   dir=target.parent)
-    os.close(handle)
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}{suffix or ''.join(target.suffixes)}"
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield Path(tmp)
         os.replace(tmp, target)
