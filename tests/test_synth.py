@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from brainkit.synth import LabelBank, SynthConfig, SynthEngine, random_shape_labels
+from brainkit.synth import LabelBank, SynthConfig, SynthEngine, random_shape_labels, shared_label_maps
 from brainkit.synth.spatial import control_points, dense, log_uniform, mapped_points, smooth_displacement
 from tests.conftest import toy_bank
 
@@ -205,3 +205,15 @@ def test_thick_slices_keep_the_image_where_its_labels_are():
     thick = thick_slices(volume, torch.tensor([[1.0, 5.0, 1.0]]))
     assert torch.allclose(thick[:, :, :, ::5], volume[:, :, :, ::5])  # acquired slices kept
     assert not torch.allclose(thick[:, :, :, 2], volume[:, :, :, 2])  # the ones between interpolated
+
+
+def test_shared_label_maps_are_every_image_in_the_folder_and_none_is_a_clear_exit(tmp_path):
+    with pytest.raises(SystemExit, match="no label maps in .*synthseg_label_maps: give --data"):
+        shared_label_maps(tmp_path)  # no such folder
+    folder = tmp_path / "synthseg_label_maps"
+    folder.mkdir()
+    with pytest.raises(SystemExit, match="no label maps"):
+        shared_label_maps(tmp_path)
+    for name in ("b.nii.gz", "a.nii", "c.mgz", "labels_table.txt"):
+        (folder / name).touch()
+    assert [path.name for path in shared_label_maps(tmp_path)] == ["a.nii", "b.nii.gz", "c.mgz"]

@@ -1,6 +1,6 @@
 """Synthetic image engine: batched images of random contrast from label maps (SynthSeg/SynthMorph style)."""
 
 from brainkit.synth.engine import SynthBatch, SynthConfig, SynthEngine
-from brainkit.synth.labels import LabelBank, random_shape_labels
+from brainkit.synth.labels import LabelBank, random_shape_labels, shared_label_maps
 
-__all__ = ["LabelBank", "SynthBatch", "SynthConfig", "SynthEngine", "random_shape_labels"]
+__all__ = ["LabelBank", "SynthBatch", "SynthConfig", "SynthEngine", "random_shape_labels", "shared_label_maps"]

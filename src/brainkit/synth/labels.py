@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from brainkit.io import load
+from brainkit.io.discover import is_image_file
 from brainkit.spatial import NEAREST, Geometry, Grid, foreground_bbox
 
 # FreeSurfer aseg left -> right homologues (labels_table.txt of SynthSeg).
@@ -29,6 +30,16 @@ OTHER_TISSUE, WHITE_MATTER, CORTEX, SUBCORTICAL_GREY, CEREBELLAR_WHITE, CEREBELL
 TISSUE_GROUP = {2: WHITE_MATTER, 3: CORTEX, 7: CEREBELLAR_WHITE, 8: CEREBELLAR_CORTEX,
                 **dict.fromkeys((10, 11, 12, 13, 16, 17, 18, 26, 28), SUBCORTICAL_GREY)}
 
+
+def shared_label_maps(data: Path) -> list[Path]:
+    """The training label maps in `<data>/synthseg_label_maps` (NIfTI or MGZ, sorted), as `brainkit train --data`
+    names them; a one-line exit when there are none."""
+    folder = data / "synthseg_label_maps"
+    maps = sorted(path for path in folder.glob("*") if is_image_file(path))
+    if not maps:
+        raise SystemExit(f"no label maps in {folder}: give --data the folder that holds synthseg_label_maps/ "
+                         "(../shared/data)")
+    return maps
 
 @dataclass
 class LabelBank:

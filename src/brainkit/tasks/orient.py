@@ -25,7 +25,7 @@ from brainkit.report.figures import save_overlay
 from brainkit.runtime import console, resolve_device
 from brainkit.spatial import NEAREST, Geometry, Grid, Realign, foreground_bbox
 from brainkit.spatial.symmetry import midplane_voxel_map
-from brainkit.synth import LabelBank, SynthConfig, SynthEngine
+from brainkit.synth import LabelBank, SynthConfig, SynthEngine, shared_label_maps
 from brainkit.synth.intensity import bias_field, gamma_and_noise, gaussian_blur, normalise
 from brainkit.synth.spatial import (
     control_points,
@@ -226,7 +226,7 @@ def symmetric_bank(bank: LabelBank) -> LabelBank:
 
 def synthetic_heads(data: Path) -> SynthEngine:
     """The synth engine over the 15 label maps in their symmetric pose, with orient's augmentation ranges."""
-    maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
+    maps = shared_label_maps(data)
     bank = symmetric_bank(LabelBank.from_files(maps, spacing=SPACING, shape=SHAPE))
     config = SynthConfig(shape=SHAPE, rotation_deg=4, scaling=0.08, shear=0.0, translation=2, deform_std=0.3,
                          deform_spacing=8, thick_max=2.0, blur_max=0.8)

@@ -30,7 +30,7 @@ from brainkit.io.write import write_csv, write_metrics, write_with
 from brainkit.metrics import auroc, binary_scores
 from brainkit.runtime import console, resolve_device
 from brainkit.spatial import Geometry, Grid, foreground_bbox, resample_to_grid
-from brainkit.synth import LabelBank, SynthConfig, SynthEngine
+from brainkit.synth import LabelBank, SynthConfig, SynthEngine, shared_label_maps
 from brainkit.synth.intensity import normalise
 from brainkit.synth.spatial import identity_grid
 from brainkit.tasks import Task
@@ -273,7 +273,7 @@ def sample_slices(volumes: list[torch.Tensor], reference: torch.Tensor, per_axis
 
 def pair_engines(data: Path) -> list[SynthEngine]:
     """Synthetic pair sources: the brain label maps at 1 mm (the central 96 mm), and random shapes (seed 001)."""
-    maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
+    maps = shared_label_maps(data)
     config = SynthConfig(shape=SHAPE, rotation_deg=10, scaling=0.1, translation=4, deform_std=1.5,
                          deform_spacing=12, thick_max=6.0 / SPACING, strip_prob=0.5)
     console.print(f"regqc synthetic pairs: {len(maps)} label maps (half skull-stripped) + random shapes")

@@ -30,7 +30,7 @@ from brainkit.report.figures import save_overlay
 from brainkit.runtime import bf16_autocast, console, native_bf16, resolve_device
 from brainkit.spatial import NEAREST, Geometry, Grid, foreground_bbox
 from brainkit.spatial.symmetry import midplane_voxel_map
-from brainkit.synth import LabelBank, SynthConfig, SynthEngine
+from brainkit.synth import LabelBank, SynthConfig, SynthEngine, shared_label_maps
 from brainkit.synth.intensity import bias_field, gamma_and_noise, normalise
 from brainkit.synth.labels import LEFT_RIGHT_PAIRS, RIGHT_TO_LEFT
 from brainkit.tasks import Task
@@ -334,7 +334,7 @@ def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto",
 
 def training_bank(data: Path) -> LabelBank:
     """The label maps of `<data>/synthseg_label_maps` at 1 mm, in aseg numbers, lateralised."""
-    maps = sorted((data / "synthseg_label_maps").glob("*.nii.gz"))
+    maps = shared_label_maps(data)
     loaded = LabelBank.from_files(maps, spacing=SPACING, shape=TRAINING_BOX)
     numbered = [lateralise(loaded.values[m.numpy()].astype(np.int32)) for m in loaded.maps[:, 0]]
     return LabelBank.from_arrays(numbered, SPACING, loaded.affine)
