@@ -18,6 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from brainkit import discover, load
 from brainkit.batch import run_over_inputs
 from brainkit.errors import BadInputError
+from brainkit.io.discover import load_item
 from brainkit.io.info import info
 from brainkit.io.write import atomic_path, write_nifti
 from tests.conftest import blob_volume, save_nifti
@@ -68,6 +69,32 @@ def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
     assert target.exists() and list(tmp_path.iterdir()) == [target]
 
 
+
+
+def rel_paths(inputs) -> list[str]:
+    return [item.rel_path.as_posix() for item in discover(inputs)]
+
+
+def test_inputs_of_one_name_in_different_folders_keep_their_folders(tmp_path, monkeypatch):
+    for site in ("a", "b"):
+        save_nifti(tmp_path / site / "T1.nii.gz", blob_volume())
+    monkeypatch.chdir(tmp_path)
+    assert rel_paths(["a/T1.nii.gz"]) == ["T1"]  # one input: below its own folder, as before
+    assert rel_paths(["a/T1.nii.gz", "b/T1.nii.gz"]) == ["a/T1", "b/T1"]
+    assert rel_paths(["a/T1.nii.gz", str(tmp_path / "b" / "T1.nii.gz")]) == ["a/T1", "b/T1"]  # typed either way
+    assert rel_paths(["a", "b"]) == ["a/T1", "b/T1"]  # folders too
+    assert [item.path for item in discover(["a/T1.nii.gz", "b/T1.nii.gz"])] == [Path("a/T1.nii.gz"),
+                                                                                 Path("b/T1.nii.gz")]
+
+
+def test_an_image_found_twice_is_kept_once_and_an_output_name_clash_is_a_clear_error(tmp_path):
+    save_nifti(tmp_path / "a" / "T1.nii.gz", blob_volume())
+    assert rel_paths([tmp_path / "a", tmp_path / "a" / "T1.nii.gz", tmp_path / "a" / "T1.nii.gz"]) == ["T1"]
+    save_nifti(tmp_path / "a" / "T1.nii", blob_volume())
+    first, second = discover([tmp_path / "a"])
+    assert first.kind == "volume" and second.kind == "clash"
+    with pytest.raises(BadInputError, match=r"T1.nii.gz: its outputs would overwrite those of .*T1.nii: rename"):
+        load_item(second)
 
 @pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask022", "umask027"])
 def test_written_files_get_the_permissions_the_umask_gives_new_files(tmp_path, umask):

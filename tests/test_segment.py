@@ -189,6 +189,20 @@ def test_segment_cli_end_to_end_with_given_weights(tmp_path):
     assert (tmp_path / "out" / "sub-01_T1w_seg.png").exists()
 
 
+
+def test_segment_cli_keeps_two_inputs_of_one_name_apart(tmp_path):
+    from brainkit.weights import save_weights
+    from tests.test_cli import brainkit
+
+    weights = save_weights(segment.build_model(), tmp_path / "w.pt")
+    inputs = [save_nifti(tmp_path / site / "T1.nii.gz", blob_volume((24, 28, 20), seed=i)) for i, site in
+              enumerate(("a", "b"))]
+    result = brainkit("segment", *map(str, inputs), "--weights", str(weights), "-o", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert {path.relative_to(tmp_path / "out").as_posix() for path in (tmp_path / "out").rglob("*_seg.nii.gz")} == {
+        "a/T1_seg.nii.gz", "b/T1_seg.nii.gz"}
+    assert len((tmp_path / "out" / "volumes.csv").read_text().splitlines()) == 3
+
 def test_bundled_model_on_a_real_labelled_t1(shared_data):
     folder = shared_data / "seg_freesurfer" / "niivue_norm"
     scan, truth = segment.load(folder / "norm.mgz"), segment.load(folder / "aparc.a2009s+aseg.mgz")

@@ -47,7 +47,7 @@ def volumes_to_process(inputs: list[str | Path], out: Path) -> tuple[list[InputI
             failures += refused
             items += [InputItem(w.nifti, out / "converted", "volume") for w in written]
         else:
-            failures.append(Failure(str(item.path), "no such file or folder: check the path"))
+            failures.append(Failure(str(item.path), item.problem))
     return items, failures
 
 

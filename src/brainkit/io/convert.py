@@ -52,7 +52,7 @@ def convert(inputs: list[str | Path], out_dir: str | Path, repairs: Repairs = NO
         task = progress.add_task("converting", total=len(items))
         for item in items:
             if item.kind == "missing":
-                failures.append(Failure(str(item.path), "no such file or folder: check the path"))
+                failures.append(Failure(str(item.path), item.problem))
                 continue
             try:
                 volumes, folder_notes = assemble_folder(item.path, repairs)

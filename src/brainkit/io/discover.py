@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from brainkit.errors import BadInputError
@@ -11,19 +11,25 @@ from brainkit.io.dicom import load_dicom_folder, looks_like_dicom
 from brainkit.io.nifti import load_volume
 from brainkit.io.scan import IMAGE_SUFFIXES, Scan, strip_image_suffix
 
+MISSING = "no such file or folder: check the path"
+
 
 @dataclass(frozen=True)
 class InputItem:
-    """One thing to load: an image file or a DICOM folder, with the root it was found under."""
+    """One thing to load: an image file or a DICOM folder, with the root its outputs' paths are kept below; an
+    item that cannot be used says why in `problem`."""
 
     path: Path
     root: Path
-    kind: str  # "volume", "dicom" or "missing"
+    kind: str  # "volume", "dicom", "missing" or "clash" (its outputs would overwrite another input's)
+    problem: str = ""
 
     @property
     def rel_path(self) -> Path:
-        """Path relative to the input root; for files without the image extension."""
-        rel = self.path.relative_to(self.root) if self.path != self.root else Path(self.path.name)
+        """Path relative to the input root (both taken as absolute paths, so either may be relative); for files
+        without the image extension."""
+        full, root = Path(os.path.abspath(self.path)), Path(os.path.abspath(self.root))
+        rel = full.relative_to(root) if full != root else Path(full.name)
         return rel.with_name(strip_image_suffix(rel.name)) if self.kind == "volume" else rel
 
 
@@ -44,20 +50,42 @@ def _walk(root: Path) -> list[InputItem]:
     return items
 
 
+def _expand(path: Path) -> list[InputItem]:
+    """The items one command-line input holds, rooted at the folder given, or at a file's own folder."""
+    if path.is_dir():
+        return _walk(path)
+    if path.is_file() and not is_image_file(path) and looks_like_dicom(path):
+        return [InputItem(path.parent, path.parent.parent, "dicom")]
+    if path.is_file():
+        return [InputItem(path, path.parent, "volume")]
+    return [InputItem(path, path.parent, "missing", MISSING)]
+
+
+def _without_clashes(items: list[InputItem]) -> list[InputItem]:
+    """`items` with an image found twice kept once, and a second image of the same output name (`T1.nii` beside
+    `T1.nii.gz`) turned into a "clash" item that says which input it would overwrite."""
+    first_of: dict[tuple[str, Path], InputItem] = {}
+    kept = []
+    for item in items:
+        first = first_of.setdefault((item.kind, item.rel_path), item)
+        if first is item or item.problem:
+            kept.append(item)
+        elif os.path.abspath(first.path) != os.path.abspath(item.path):
+            kept.append(replace(item, kind="clash", problem=f"its outputs would overwrite those of {first.path}: "
+                                                            "rename one of them, or run them separately"))
+    return kept
+
+
 def discover(inputs: list[str | Path]) -> list[InputItem]:
-    """Expand command-line inputs into items, in a stable order; missing paths become failing items."""
-    items: list[InputItem] = []
-    for given in inputs:
-        path = Path(given)
-        if path.is_dir():
-            items += _walk(path)
-        elif path.is_file() and not is_image_file(path) and looks_like_dicom(path):
-            items.append(InputItem(path.parent, path.parent.parent, "dicom"))
-        elif path.is_file():
-            items.append(InputItem(path, path.parent, "volume"))
-        else:
-            items.append(InputItem(path, path.parent, "missing"))
-    return items
+    """Expand command-line inputs into items, in a stable order; missing paths become failing items.
+
+    Several inputs keep their paths below the folder they share (one input: below itself, or a file's folder), so
+    two `T1.nii.gz` in different folders never share an output (`a/T1_seg.nii.gz`, `b/T1_seg.nii.gz`)."""
+    items = [item for given in inputs for item in _expand(Path(given))]
+    if len(inputs) > 1 and items:
+        shared = Path(os.path.commonpath([os.path.abspath(item.root) for item in items]))
+        items = [replace(item, root=shared) for item in items]
+    return _without_clashes(items)
 
 
 def load_item(item: InputItem) -> list[Scan | BadInputError]:
@@ -66,8 +94,8 @@ def load_item(item: InputItem) -> list[Scan | BadInputError]:
     A series that cannot be read comes back as its error, so the other series of the folder survive;
     a file that cannot be read raises BadInputError.
     """
-    if item.kind == "missing":
-        raise BadInputError(item.path, "no such file or folder: check the path")
+    if item.problem:
+        raise BadInputError(item.path, item.problem)
     if item.kind == "dicom":
         return load_dicom_folder(item.path, item.rel_path)
     return [load_volume(item.path, item.rel_path)]
