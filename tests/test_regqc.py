@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,3 +180,33 @@ def test_evaluate_cli_on_your_own_aligned_pairs(tmp_path):
     assert len(rows) == 2 * len(regqc.MOVES_MM_OR_DEG) - 1  # as is, then each shift and rotation
     assert {row["fixed"] for row in rows} == {"t1.nii.gz"} and rows[0]["truth"] == "aligned"
     assert "image_f1" in (tmp_path / "eval" / "regqc_evaluation_summary.csv").read_text()
+
+
+def test_picture_names_keep_pairs_of_equally_named_files_apart():
+    assert regqc.picture_names([("/d/t1.nii.gz", "/d/t2.nii.gz")]) == ["t2_on_t1.png"]
+    pairs = [("/d/p1/t1.nii.gz", "/d/p1/t2.nii.gz"), ("/d/p2/t1.nii.gz", "/d/p2/t2.nii.gz"),
+             ("/d/p3/t1.nii.gz", "/d/p2/t2.nii.gz")]
+    assert regqc.picture_names(pairs) == ["p1/t2_on_t1.png", "p2/t2_on_t1.png", "p2/t2_on_t1_2.png"]
+
+
+def test_regqc_cli_writes_a_row_and_a_picture_per_misaligned_pair(tmp_path):
+    from tests.test_cli import brainkit
+
+    volume = blob_volume((48, 48, 48), noise=0.0).astype(np.float32)
+    affine, far = np.diag([2.0, 2.0, 2.0, 1.0]), np.diag([2.0, 2.0, 2.0, 1.0])
+    far[0, 3] = 500.0  # each moving image's header places it half a metre away: misaligned for certain
+    lines = ["fixed,moving"]
+    for patient in ("p1", "p2"):
+        save_nifti(tmp_path / patient / "t1.nii.gz", volume, affine)
+        save_nifti(tmp_path / patient / "t2.nii.gz", volume.max() - volume, far)
+        lines.append(f"{patient}/t1.nii.gz,{patient}/t2.nii.gz")
+    (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
+    result = brainkit("regqc", "--pairs", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "qc"))
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "qc" / "regqc.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["decision"] for row in rows] == ["misaligned", "misaligned"]
+    pictures = [Path(row["picture"]) for row in rows]
+    assert pictures == [tmp_path / "qc" / "regqc_pictures" / patient / "t2_on_t1.png" for patient in ("p1", "p2")]
+    assert all(picture.stat().st_size > 0 for picture in pictures)
+    assert (tmp_path / "qc" / "regqc_slices.csv").read_text().startswith("fixed,moving,axis,slice,p_misaligned")

@@ -163,9 +163,7 @@ def check_alignment(scans: list[dict], out: Path) -> None:
         if result is not None:
             moving["regqc"] = {"decision": result.decision, "p_misaligned": result.p_misaligned,
                                "est_shift_mm": result.est_shift_mm, "fixed_name": Path(fixed["source"]).name}
-            picture = out / "regqc_pictures" / f"{Path(moving['source']).name.split('.')[0]}_on_" \
-                f"{Path(fixed['source']).name.split('.')[0]}.png"
-            moving["regqc_picture"] = str(picture) if picture.exists() else None
+            moving["regqc_picture"] = result.picture or None
 
 
 def dask_results(items: list[InputItem], out: Path, overwrite: bool, address: str):

@@ -13,6 +13,8 @@ import argparse
 import csv
 import functools
 import itertools
+import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from brainkit.batch import Failure, describe_error, print_failures, progress_bar
 from brainkit.errors import BrainkitError
 from brainkit.io import Scan, load
 from brainkit.io.itk import read_itk_affine
+from brainkit.io.scan import strip_image_suffix
 from brainkit.io.write import write_csv, write_metrics, write_with
 from brainkit.metrics import auroc, binary_scores
 from brainkit.runtime import console, resolve_device
@@ -50,7 +53,7 @@ THRESHOLD = 0.264  # image-wise p_misaligned from here on -> misaligned (chosen 
 # Threshold-set pairs whose two images share fewer edges than this are redrawn: random contrasts can hide one
 # image's edges in the other, leaving nothing to judge alignment by; real aligned pairs share 0.60-0.73 (card).
 MIN_SHARED_EDGES = 0.25
-COLUMNS = ["fixed", "moving", "p_misaligned", "decision", "est_shift_mm"]
+COLUMNS = ["fixed", "moving", "p_misaligned", "decision", "est_shift_mm", "picture"]
 SLICE_COLUMNS = ["fixed", "moving", "axis", "slice", "p_misaligned"]
 
 
@@ -143,6 +146,7 @@ class PairResult:
     slices: list[dict]
     pair: torch.Tensor
     worst: list[tuple[int, int]]
+    picture: str = ""  # the PNG `regqc` wrote for a misaligned pair
 
 
 def slice_outputs(pair: torch.Tensor, model: torch.nn.Module, device: torch.device | str = "cpu",
@@ -220,6 +224,21 @@ def read_pairs(path: Path) -> list[tuple[str, str]]:
                   for key in ("fixed", "moving")) for row in rows]
 
 
+def picture_names(pairs: list[tuple[str, str]]) -> list[str]:
+    """Each pair's picture name, `<moving>_on_<fixed>.png` in the moving image's folder below the folder all the
+    pairs share (`patient01/T2_on_T1.png`), so pairs of equally named files in other folders keep their own;
+    numbered (`_2`) where two pairs would still share one."""
+    folders = [os.path.dirname(os.path.abspath(path)) for pair in pairs for path in pair]
+    shared = os.path.commonpath(folders) if folders else ""
+    names, uses = [], Counter()
+    for fixed, moving in pairs:
+        folder = Path(os.path.relpath(os.path.dirname(os.path.abspath(moving)), shared))
+        name = (folder / f"{strip_image_suffix(Path(moving).name)}_on_{strip_image_suffix(Path(fixed).name)}")
+        uses[name] += 1
+        names.append(f"{name.as_posix()}{'' if uses[name] == 1 else f'_{uses[name]}'}.png")
+    return names
+
+
 def regqc(pairs: list[tuple[str, str]], out_dir: str | Path, device: str = "auto", quiet: bool = True,
           verbose: bool = False) -> tuple[list[PairResult], list[Failure]]:
     """Python API of `brainkit regqc`: writes regqc.csv, regqc_slices.csv and PNGs of misaligned pairs."""
@@ -229,12 +248,11 @@ def regqc(pairs: list[tuple[str, str]], out_dir: str | Path, device: str = "auto
     results, failures = [], []
     with progress_bar(quiet) as progress:
         task = progress.add_task("regqc", total=len(pairs))
-        for fixed_path, moving_path in pairs:
+        for (fixed_path, moving_path), picture in zip(pairs, picture_names(pairs), strict=True):
             try:
                 result = predict_pair(load(fixed_path), load(moving_path), model, torch_device)
                 if result.decision == "misaligned":
-                    stem = f"{Path(moving_path).name.split('.')[0]}_on_{Path(fixed_path).name.split('.')[0]}"
-                    save_pair_picture(result, out / "regqc_pictures" / f"{stem}.png")
+                    result.picture = str(save_pair_picture(result, out / "regqc_pictures" / picture))
                 results.append(result)
             except Exception as err:  # noqa: BLE001 - one bad pair never loses the batch
                 failures.append(describe_error(err, f"{fixed_path} + {moving_path}", verbose))
