@@ -101,8 +101,9 @@ def test_train_and_classify_on_a_bids_tree_with_cross_validation(tmp_path):
     assert result.returncode == 1 and "broken.nii.gz" in result.stdout + result.stderr
     rows = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
     assert rows[0] == "input,p_f,p_m,prediction" and len(rows) == 2
-    assert (tmp_path / "out" / "sub-00_T1w_gradcam.nii.gz").exists()
-    assert (tmp_path / "out" / "sub-00_T1w_gradcam.png").exists()
+    # named by the path below the inputs' shared folder (tmp_path), as every per-input output is
+    assert (tmp_path / "out" / "bids" / "sub-00_T1w_gradcam.nii.gz").exists()
+    assert (tmp_path / "out" / "bids" / "sub-00_T1w_gradcam.png").exists()
 
 
 def test_rsna_layout_trains_and_classifies_in_seed_mode(tmp_path, shared_data):

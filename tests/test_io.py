@@ -18,7 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from brainkit import discover, load
 from brainkit.batch import run_over_inputs
 from brainkit.errors import BadInputError
-from brainkit.io.discover import load_item
+from brainkit.io.discover import load_item, names_below_shared_folder
 from brainkit.io.info import info
 from brainkit.io.write import atomic_path, write_nifti
 from tests.conftest import blob_volume, save_nifti
@@ -306,3 +306,9 @@ def test_batch_commands_say_when_a_4d_series_is_cut_to_volume_0(tmp_path, capsys
     assert "bold.nii.gz: 4D image with 3 volumes: volume 0 is used" in capsys.readouterr().err
     run_over_inputs([series], lambda scan: scan.shape, quiet=True)
     assert "4D image" not in capsys.readouterr().err
+
+
+def test_names_below_the_shared_folder_keep_equal_file_names_apart():
+    assert names_below_shared_folder(["/d/p1/T1.nii.gz"]) == [Path("T1")]
+    assert names_below_shared_folder(["/d/p1/T1.nii.gz", "/d/p2/T1.mgz", "/d/p2/sub"]) == [
+        Path("p1/T1"), Path("p2/T1"), Path("p2/sub")]

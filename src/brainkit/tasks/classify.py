@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from brainkit.batch import describe_error, print_failures, progress_bar
 from brainkit.errors import BadInputError, BrainkitError
 from brainkit.io import Scan
-from brainkit.io.discover import discover, load_item
+from brainkit.io.discover import discover, load_item, names_below_shared_folder
 from brainkit.io.write import write_csv, write_metrics, write_nifti, write_with
 from brainkit.runtime import console, resolve_device
 from brainkit.spatial import Geometry, Grid, foreground_bbox
@@ -561,14 +561,13 @@ def classify(inputs: list[str | Path], model_dir: str | Path, out_dir: str | Pat
     rows, failures = [], []
     with progress_bar(quiet) as progress:
         task = progress.add_task("classify", total=len(inputs))
-        for source in map(Path, inputs):
+        for source, name in zip(map(Path, inputs), names_below_shared_folder(inputs), strict=True):
             try:
                 tensor, scan, geometry = model_input(channel_paths(source, config.preprocessing), config.preprocessing)
                 p = probabilities(model, tensor[None], config.classes)[0]
                 rows.append({"input": str(source), **{f"p_{c}": round(float(v), 4) for c, v in zip(config.classes, p)},
                              "prediction": config.classes[int(np.argmax(p))]})
-                if explain:
-                    name = scan.stem if scan is not None else source.name
+                if explain:  # named by the input's path below the inputs' shared folder: p1/T1, p2/T1
                     save_cam(model, tensor, scan, geometry, out / f"{name}_gradcam")
             except Exception as err:  # noqa: BLE001 - one bad input must not stop the batch
                 failures.append(describe_error(err, source, verbose))

@@ -13,7 +13,6 @@ import argparse
 import csv
 import functools
 import itertools
-import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from monai.networks.nets import resnet18
 from brainkit.batch import Failure, describe_error, print_failures, progress_bar
 from brainkit.errors import BrainkitError
 from brainkit.io import Scan, load
+from brainkit.io.discover import names_below_shared_folder
 from brainkit.io.itk import read_itk_affine
 from brainkit.io.scan import strip_image_suffix
 from brainkit.io.write import write_csv, write_metrics, write_with
@@ -225,17 +225,14 @@ def read_pairs(path: Path) -> list[tuple[str, str]]:
 
 
 def picture_names(pairs: list[tuple[str, str]]) -> list[str]:
-    """Each pair's picture name, `<moving>_on_<fixed>.png` in the moving image's folder below the folder all the
-    pairs share (`patient01/T2_on_T1.png`), so pairs of equally named files in other folders keep their own;
-    numbered (`_2`) where two pairs would still share one."""
-    folders = [os.path.dirname(os.path.abspath(path)) for pair in pairs for path in pair]
-    shared = os.path.commonpath(folders) if folders else ""
+    """Each pair's picture name, `<moving>_on_<fixed>.png` with the moving image's folder below the folder the
+    moving images share (`p1/T2_on_T1.png`, `p2/T2_on_T1.png`), numbered (`_2`) where two pairs would still
+    share one."""
     names, uses = [], Counter()
-    for fixed, moving in pairs:
-        folder = Path(os.path.relpath(os.path.dirname(os.path.abspath(moving)), shared))
-        name = (folder / f"{strip_image_suffix(Path(moving).name)}_on_{strip_image_suffix(Path(fixed).name)}")
+    for (fixed, _), moving in zip(pairs, names_below_shared_folder([moving for _, moving in pairs]), strict=True):
+        name = f"{moving.as_posix()}_on_{strip_image_suffix(Path(fixed).name)}"
         uses[name] += 1
-        names.append(f"{name.as_posix()}{'' if uses[name] == 1 else f'_{uses[name]}'}.png")
+        names.append(f"{name}{'' if uses[name] == 1 else f'_{uses[name]}'}.png")
     return names
 
 
