@@ -88,13 +88,13 @@ def discover(inputs: list[str | Path]) -> list[InputItem]:
     return _without_clashes(items)
 
 
-
 def names_below_shared_folder(paths: list[str | Path]) -> list[Path]:
     """Each path below the folder that all of them share, without its image extension, to name outputs by:
     `p1/T1` and `p2/T1` for `/d/p1/T1.nii.gz` and `/d/p2/T1.nii.gz`; a lone path gives its stem."""
     full = [Path(os.path.abspath(path)) for path in paths]
     shared = Path(os.path.commonpath([path.parent for path in full])) if full else Path()
     return [path.relative_to(shared).with_name(strip_image_suffix(path.name)) for path in full]
+
 
 def load_item(item: InputItem) -> list[Scan | BadInputError]:
     """Load every scan an input item holds (one for a file, one per series for a DICOM folder).
