@@ -56,6 +56,12 @@ def test_info_names_the_bad_file_and_fails(tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
 
 
+
+def test_info_on_a_folder_without_images_fails_and_says_so(tmp_path):
+    result = brainkit("info", str(tmp_path))
+    assert result.returncode == 1
+    assert "no NIfTI, MGZ or DICOM image in this folder" in result.stdout + result.stderr
+
 def test_demo_writes_inputs_info_and_montage_and_redoes_an_earlier_demo(tmp_path):
     stale = tmp_path / "demo" / CACHE / "mni152_t1.json"  # what an earlier version's demo left behind
     stale.parent.mkdir(parents=True)
@@ -99,6 +105,13 @@ def test_synth_random_shapes_without_label_maps(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "synth_0001_image.nii.gz").exists()
 
+
+
+def test_synth_names_a_labels_folder_without_label_maps(tmp_path):
+    (tmp_path / "maps").mkdir()
+    result = brainkit("synth", "--labels", str(tmp_path / "maps"), "-n", "1", "-o", str(tmp_path / "out"))
+    assert result.returncode != 0 and "no label map (NIfTI or MGZ) in" in result.stderr
+    assert "Traceback" not in result.stderr
 
 def test_malloc_keeps_freed_memory_where_the_c_library_is_glibc():
     """Without these settings a CPU segmentation spent a third of its time in the kernel (see runtime)."""

@@ -312,3 +312,11 @@ def test_names_below_the_shared_folder_keep_equal_file_names_apart():
     assert names_below_shared_folder(["/d/p1/T1.nii.gz"]) == [Path("T1")]
     assert names_below_shared_folder(["/d/p1/T1.nii.gz", "/d/p2/T1.mgz", "/d/p2/sub"]) == [
         Path("p1/T1"), Path("p2/T1"), Path("p2/sub")]
+
+
+def test_a_folder_without_images_is_a_failing_input_not_a_silent_success(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README.txt").write_text("no scans here")
+    (item,) = discover([tmp_path / "notes"])
+    with pytest.raises(BadInputError, match="no NIfTI, MGZ or DICOM image in this folder or below it"):
+        load_item(item)

@@ -12,6 +12,7 @@ from brainkit.io.nifti import load_volume
 from brainkit.io.scan import IMAGE_SUFFIXES, Scan, strip_image_suffix
 
 MISSING = "no such file or folder: check the path"
+NO_IMAGE = "no NIfTI, MGZ or DICOM image in this folder or below it: check the path"
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,10 @@ def _walk(root: Path) -> list[InputItem]:
 
 
 def _expand(path: Path) -> list[InputItem]:
-    """The items one command-line input holds, rooted at the folder given, or at a file's own folder."""
+    """The items one command-line input holds, rooted at the folder given, or at a file's own folder; a folder
+    that holds no image is a failing item (exit 1, not a silent success)."""
     if path.is_dir():
-        return _walk(path)
+        return _walk(path) or [InputItem(path, path, "missing", NO_IMAGE)]
     if path.is_file() and not is_image_file(path) and looks_like_dicom(path):
         return [InputItem(path.parent, path.parent.parent, "dicom")]
     if path.is_file():

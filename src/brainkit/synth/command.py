@@ -32,6 +32,8 @@ def build_engine(labels: list[str] | None, shape: int, spacing: float, seed: int
     bank = None
     if labels:
         paths = [item.path for item in discover(labels) if item.kind == "volume"]
+        if not paths:
+            raise SystemExit(f"brainkit synth: no label map (NIfTI or MGZ) in {' '.join(labels)}: check --labels")
         bank = LabelBank.from_files(paths, spacing=spacing, shape=config.shape)
     return SynthEngine(bank, config, seed=seed, device=resolve_device(device))
 
