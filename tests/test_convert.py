@@ -194,3 +194,15 @@ def test_convert_cli_writes_nifti_and_json_per_series_under_the_relative_path(sh
     assert "20180918GE/mr_0004/4_DCM2NIIX_regression_test.nii.gz" in outputs
     assert len(outputs) == 6
     assert all((tmp_path / o.replace(".nii.gz", ".json")).exists() for o in outputs)
+
+
+def test_an_input_without_dicom_fails_with_its_reason_and_the_others_still_convert(shared_data, tmp_path):
+    scans = tmp_path / "nifti_only"
+    scans.mkdir()
+    shutil.copy(shared_data / "t1_depression" / "sub-01_T1w.nii.gz", scans)
+    series = shared_data / "dicom" / "neurolabusc__dcm_qa_ts" / "In"
+    written, failures, _ = convert([scans, series, tmp_path / "nowhere"], tmp_path / "out")
+    assert written and all(item.nifti.is_relative_to(tmp_path / "out") for item in written)
+    reasons = {Path(failure.source).name: failure.message for failure in failures}
+    assert set(reasons) == {"nifti_only", "nowhere"}
+    assert "no DICOM here or below" in reasons["nifti_only"] and "no such file" in reasons["nowhere"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from brainkit.errors import BadInputError
 from brainkit.io.dicom import NO_REPAIRS, DicomVolume, Repairs, assemble_folder
 from brainkit.io.dicom.frames import siemens_slice_times
 from brainkit.io.dicom.sidecar import sidecar
-from brainkit.io.discover import discover
+from brainkit.io.discover import InputItem, discover
 from brainkit.io.write import write_json, write_nifti
 from brainkit.runtime import console
 from brainkit.tasks import Task
@@ -35,6 +36,18 @@ def write_volume(volume: DicomVolume, target_stem: Path) -> Converted:
     return Converted(nifti, json_path, volume)
 
 
+def inputs_without_dicom(inputs: list[str | Path], items: list[InputItem]) -> list[Failure]:
+    """A failure for each input that holds no DICOM (a folder of NIfTIs, say): converting nothing is no success."""
+    places = [os.path.abspath(item.path) for item in items]
+    return [Failure(str(given), "no DICOM here or below (NIfTI and MGZ need no conversion): check the path")
+            for given in inputs if not any(holds(os.path.abspath(given), place) for place in places)]
+
+
+def holds(given: str, place: str) -> bool:
+    """Whether the input `given` (a folder, or a DICOM file) holds the DICOM folder `place`, or lies in it."""
+    return given == place or place.startswith(given + os.sep) or given.startswith(place + os.sep)
+
+
 def convert(inputs: list[str | Path], out_dir: str | Path, repairs: Repairs = NO_REPAIRS,
             quiet: bool = True) -> tuple[list[Converted], list[Failure], list[str]]:
     """Python API of `brainkit convert`: every series of every DICOM folder under `inputs`.
@@ -46,7 +59,7 @@ def convert(inputs: list[str | Path], out_dir: str | Path, repairs: Repairs = NO
     out = Path(out_dir)
     items = [item for item in discover(inputs) if item.kind in ("dicom", "missing")]
     written: list[Converted] = []
-    failures: list[Failure] = []
+    failures: list[Failure] = inputs_without_dicom(inputs, items)
     notes: list[str] = []
     with progress_bar(quiet) as progress:
         task = progress.add_task("converting", total=len(items))
