@@ -28,3 +28,17 @@ def test_bundled_weights_fit_the_size_limits_and_have_model_cards():
     for path in BUNDLED:
         cards = [path.with_suffix(".md"), path.parent / "MODEL_CARD.md", FOLDER / f"{path.stem.split('_')[0]}.md"]
         assert any(card.exists() for card in cards), f"no model card for {path.name}"
+
+
+def test_a_file_that_is_not_this_jobs_weights_is_a_one_line_error(tmp_path):
+    from brainkit.errors import BrainkitError
+    from brainkit.tasks import segment
+    from brainkit.weights import load_weights
+
+    (tmp_path / "notes.pt").write_text("garbage")
+    torch.save([1, 2], tmp_path / "list.pt")
+    for name, message in (("notes.pt", "not a weights file torch can read"), ("list.pt", "not a state dict")):
+        with pytest.raises(BrainkitError, match=message):
+            load_weights(segment.build_model(), tmp_path / name, "segment")
+    with pytest.raises(BrainkitError, match="these are not segment weights of this brainkit's network"):
+        load_weights(segment.build_model(), FOLDER / "orient.pt", "segment")

@@ -17,7 +17,14 @@ def read_state(path: Path, job: str) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise BrainkitError(path, f"{job} weights are missing (this version may ship none): train with "
                                  f"`brainkit train {job}` and pass --weights, or reinstall brainkit")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a file that is not a state dict
+        raise BrainkitError(path, f"not a weights file torch can read ({type(err).__name__}): give weights "
+                                  f"written by `brainkit train {job}`") from err
+    if not isinstance(state, dict):
+        raise BrainkitError(path, f"holds a {type(state).__name__}, not a state dict: give weights written by "
+                                  f"`brainkit train {job}`")
     return state.get("model", state)
 
 
@@ -26,7 +33,11 @@ def load_weights(model: torch.nn.Module, path: Path, job: str, device: torch.dev
     """Load fp16 weights (or a training checkpoint's model) into `model`, in fp32 and eval mode; `state` when
     the caller has read the file already (to choose the model from it)."""
     state = read_state(path, job) if state is None else state
-    model.load_state_dict({key: value.float() for key, value in state.items()})
+    try:
+        model.load_state_dict({key: value.float() for key, value in state.items()})
+    except (RuntimeError, AttributeError) as err:  # other layers or shapes; a value that is not a tensor
+        raise BrainkitError(path, f"these are not {job} weights of this brainkit's network: give weights written "
+                                  f"by `brainkit train {job}`") from err
     return model.to(device).eval()
 
 
