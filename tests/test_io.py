@@ -320,3 +320,17 @@ def test_a_folder_without_images_is_a_failing_input_not_a_silent_success(tmp_pat
     (item,) = discover([tmp_path / "notes"])
     with pytest.raises(BadInputError, match="no NIfTI, MGZ or DICOM image in this folder or below it"):
         load_item(item)
+
+
+def test_a_file_whose_compression_disagrees_with_its_name_is_read_by_its_content(tmp_path):
+    truth = save_nifti(tmp_path / "scan.nii.gz", blob_volume())
+    plain_named_gz, gz_named_plain = tmp_path / "a.nii.gz", tmp_path / "b.nii"
+    plain_named_gz.write_bytes(gzip.decompress(truth.read_bytes()))
+    gz_named_plain.write_bytes(truth.read_bytes())
+    for path, note in ((plain_named_gz, "not compressed though named .gz"),
+                       (gz_named_plain, "gzip-compressed though named .nii")):
+        scan = load(path)
+        assert np.array_equal(scan.data, load(truth).data) and note in scan.warnings[0]
+    (tmp_path / "c.nii").write_bytes(gzip.compress(b"not an image at all"))
+    with pytest.raises(BadInputError, match="not a NIfTI/MGZ image nibabel can read"):
+        load(tmp_path / "c.nii")
