@@ -41,6 +41,7 @@ def shared_label_maps(data: Path) -> list[Path]:
                          "(../shared/data)")
     return maps
 
+
 @dataclass
 class LabelBank:
     """Label maps on one grid, ready for batched generation (see module docstring)."""
