@@ -334,3 +334,10 @@ def test_a_file_whose_compression_disagrees_with_its_name_is_read_by_its_content
     (tmp_path / "c.nii").write_bytes(gzip.compress(b"not an image at all"))
     with pytest.raises(BadInputError, match="not a NIfTI/MGZ image nibabel can read"):
         load(tmp_path / "c.nii")
+
+
+def test_a_folder_search_leaves_out_the_output_folder_inside_it(tmp_path):
+    save_nifti(tmp_path / "data" / "scan.nii.gz", blob_volume())
+    save_nifti(tmp_path / "data" / "out" / "scan_synthT2.nii.gz", blob_volume(seed=1))
+    assert rel_paths([tmp_path / "data"]) == ["scan", "out/scan_synthT2"]  # what a rerun used to take as input
+    assert [item.rel_path.as_posix() for item in discover([tmp_path / "data"], tmp_path / "data" / "out")] == ["scan"]

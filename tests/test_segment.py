@@ -203,6 +203,20 @@ def test_segment_cli_keeps_two_inputs_of_one_name_apart(tmp_path):
         "a/T1_seg.nii.gz", "b/T1_seg.nii.gz"}
     assert len((tmp_path / "out" / "volumes.csv").read_text().splitlines()) == 3
 
+
+def test_segment_cli_run_again_into_a_folder_inside_its_input_does_not_take_its_outputs_for_inputs(tmp_path):
+    from brainkit.weights import save_weights
+    from tests.test_cli import brainkit
+
+    weights = save_weights(segment.build_model(), tmp_path / "w.pt")
+    save_nifti(tmp_path / "data" / "T1.nii.gz", blob_volume((24, 28, 20)))
+    for _ in range(2):
+        result = brainkit("segment", str(tmp_path / "data"), "--weights", str(weights), "-o",
+                          str(tmp_path / "data" / "out"))
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert len((tmp_path / "data" / "out" / "volumes.csv").read_text().splitlines()) == 2
+    assert sorted(p.name for p in (tmp_path / "data" / "out").rglob("*.nii.gz")) == ["T1_seg.nii.gz"]
+
 def test_bundled_model_on_a_real_labelled_t1(shared_data):
     folder = shared_data / "seg_freesurfer" / "niivue_norm"
     scan, truth = segment.load(folder / "norm.mgz"), segment.load(folder / "aparc.a2009s+aseg.mgz")

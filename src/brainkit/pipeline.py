@@ -38,7 +38,7 @@ _models: dict[str, object] = {}  # per process: each job's model, loaded once
 def volumes_to_process(inputs: list[str | Path], out: Path) -> tuple[list[InputItem], list[Failure]]:
     """Image files to process: NIfTI/MGZ as found, DICOM folders converted first (under DIR/converted)."""
     items, failures = [], []
-    for item in discover(inputs):
+    for item in discover(inputs, out):
         if item.kind == "volume":
             items.append(item)
         elif item.kind == "dicom":

@@ -39,10 +39,10 @@ def is_image_file(path: Path) -> bool:
     return path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def _walk(root: Path) -> list[InputItem]:
+def _walk(root: Path, skip: str) -> list[InputItem]:
     items: list[InputItem] = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and os.path.abspath(os.path.join(folder, d)) != skip)
         here = Path(folder)
         paths = [here / name for name in sorted(files) if not name.startswith(".")]
         items += [InputItem(p, root, "volume") for p in paths if is_image_file(p)]
@@ -51,11 +51,11 @@ def _walk(root: Path) -> list[InputItem]:
     return items
 
 
-def _expand(path: Path) -> list[InputItem]:
+def _expand(path: Path, skip: str) -> list[InputItem]:
     """The items one command-line input holds, rooted at the folder given, or at a file's own folder; a folder
-    that holds no image is a failing item (exit 1, not a silent success)."""
+    that holds no image is a failing item (exit 1, not a silent success). The folder `skip` is not searched."""
     if path.is_dir():
-        return _walk(path) or [InputItem(path, path, "missing", NO_IMAGE)]
+        return _walk(path, skip) or [InputItem(path, path, "missing", NO_IMAGE)]
     if path.is_file() and not is_image_file(path) and looks_like_dicom(path):
         return [InputItem(path.parent, path.parent.parent, "dicom")]
     if path.is_file():
@@ -78,12 +78,15 @@ def _without_clashes(items: list[InputItem]) -> list[InputItem]:
     return kept
 
 
-def discover(inputs: list[str | Path]) -> list[InputItem]:
+def discover(inputs: list[str | Path], outputs: str | Path | None = None) -> list[InputItem]:
     """Expand command-line inputs into items, in a stable order; missing paths become failing items.
 
     Several inputs keep their paths below the folder they share (one input: below itself, or a file's folder), so
-    two `T1.nii.gz` in different folders never share an output (`a/T1_seg.nii.gz`, `b/T1_seg.nii.gz`)."""
-    items = [item for given in inputs for item in _expand(Path(given))]
+    two `T1.nii.gz` in different folders never share an output (`a/T1_seg.nii.gz`, `b/T1_seg.nii.gz`). A search
+    of a folder leaves out the folder `outputs` (a command's -o) inside it: a rerun of `brainkit run . -o out`
+    must not take its own results for inputs."""
+    skip = os.path.abspath(outputs) if outputs is not None else ""
+    items = [item for given in inputs for item in _expand(Path(given), skip)]
     if len(inputs) > 1 and items:
         shared = Path(os.path.commonpath([os.path.abspath(item.root) for item in items]))
         items = [replace(item, root=shared) for item in items]

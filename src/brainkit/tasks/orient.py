@@ -145,7 +145,7 @@ def orient(inputs: list[str | Path], out_dir: str | Path, device: str = "auto", 
     model = load_model(weights, device=torch_device)
     out = Path(out_dir)
     outcome = run_over_inputs(inputs, lambda scan: process(scan, model, out, torch_device, explain, fix), "orient",
-                              quiet, verbose, mr_images_only=True)
+                              quiet, verbose, mr_images_only=True, outputs=out)
     write_csv(out / "orientation.csv", [vars(result) for result in outcome.results], COLUMNS)
     return outcome
 

@@ -325,7 +325,7 @@ def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto",
     model = load_model(weights, device=torch_device)
     out = Path(out_dir)
     outcome = run_over_inputs(inputs, lambda scan: process(scan, model, out, torch_device, qc), "segment", quiet,
-                              verbose, mr_images_only=True)
+                              verbose, mr_images_only=True, outputs=out)
     write_csv(out / "volumes.csv", outcome.results, VOLUME_COLUMNS)
     return outcome
 

@@ -158,7 +158,7 @@ def translate(inputs: list[str | Path], out_dir: str | Path, target: str = "T2",
     model = load_model(weights or weights_for(target), torch_device)
     out = Path(out_dir)
     return run_over_inputs(inputs, lambda scan: process(scan, model, out, target, torch_device),
-                           f"translate -> {target}", quiet, verbose, mr_images_only=True)
+                           f"translate -> {target}", quiet, verbose, mr_images_only=True, outputs=out)
 
 
 # ---- metrics (the seed's: per slice and per volume, in [0, 1]) ----------------------------------------------
