@@ -341,3 +341,10 @@ def test_a_folder_search_leaves_out_the_output_folder_inside_it(tmp_path):
     save_nifti(tmp_path / "data" / "out" / "scan_synthT2.nii.gz", blob_volume(seed=1))
     assert rel_paths([tmp_path / "data"]) == ["scan", "out/scan_synthT2"]  # what a rerun used to take as input
     assert [item.rel_path.as_posix() for item in discover([tmp_path / "data"], tmp_path / "data" / "out")] == ["scan"]
+
+
+def test_a_broken_link_says_to_fetch_the_file_as_datalad_datasets_need(tmp_path):
+    (tmp_path / "sub-01_T1w.nii.gz").symlink_to(tmp_path / ".git" / "annex" / "objects" / "key.nii.gz")
+    (item,) = discover([tmp_path])
+    with pytest.raises(BadInputError, match=r"a link to a file that is not there .*fetch it first \(`datalad get`"):
+        load_item(item)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +57,9 @@ def open_image(path: Path) -> tuple[nib.spatialimages.SpatialImage, list[str]]:
 
 def load_volume(path: Path, rel_path: Path, check: bool = True) -> Scan:
     """Read a NIfTI/MGZ file as a 3D float32 Scan; raise BadInputError with advice if unusable."""
+    if path.is_symlink() and not path.exists():
+        raise BadInputError(path, f"a link to a file that is not there ({os.readlink(path)}); in a DataLad or "
+                                  "git-annex dataset, fetch it first (`datalad get`, `git annex get`)")
     if not path.exists():
         raise BadInputError(path, "file not found: check the path")
     if path.stat().st_size == 0:
