@@ -140,3 +140,13 @@ def test_with_segmentation_weights_the_report_has_volumes_and_overlays(real_t1, 
     assert (tmp_path / "out" / "a_T1w_seg.nii.gz").exists() and (tmp_path / "out" / "a_T1w_seg.png").exists()
     assert (tmp_path / "out" / "volumes.csv").read_text().startswith("input,2,3,4")
     assert "Subcortical segmentation" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_items_sent_to_dask_workers_carry_absolute_paths_and_the_same_outputs(tmp_path, monkeypatch):
+    from brainkit.pipeline import anchored
+
+    monkeypatch.chdir(tmp_path)
+    item = InputItem(Path("in/sub-01/T1.nii.gz"), Path("in"), "volume")
+    sent = anchored(item)
+    assert sent.path == tmp_path / "in/sub-01/T1.nii.gz" and sent.root == tmp_path / "in"
+    assert sent.rel_path == item.rel_path == Path("sub-01/T1")

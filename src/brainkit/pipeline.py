@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from brainkit import __version__
@@ -166,6 +168,16 @@ def check_alignment(scans: list[dict], out: Path) -> None:
             moving["regqc_picture"] = result.picture or None
 
 
+def anchored_path(path: Path) -> Path:
+    """`path` as an absolute path: a dask worker's working folder need not be the client's."""
+    return Path(os.path.abspath(path))
+
+
+def anchored(item: InputItem) -> InputItem:
+    """`item` with absolute paths (its outputs' relative path unchanged), for a worker elsewhere."""
+    return replace(item, path=anchored_path(item.path), root=anchored_path(item.root))
+
+
 def dask_results(items: list[InputItem], out: Path, overwrite: bool, address: str):
     """Yield (item, result or exception) from a dask.distributed cluster (`pip install brainkit[cluster]`)."""
     try:
@@ -173,7 +185,8 @@ def dask_results(items: list[InputItem], out: Path, overwrite: bool, address: st
     except ImportError as err:
         raise BrainkitError("--dask", "dask.distributed is not installed: pip install 'brainkit[cluster]'") from err
     with Client(address) as client:
-        futures = [(item, client.submit(process_scan, item, out, overwrite, pure=False)) for item in items]
+        futures = [(item, client.submit(process_scan, anchored(item), anchored_path(out), overwrite, pure=False))
+                   for item in items]
         for item, future in futures:
             try:
                 yield item, future.result()
