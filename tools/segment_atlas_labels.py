@@ -8,12 +8,14 @@ on the two FreeSurfer-labelled T1s with 8 atlases (docs/segment_experiments.md),
 with the step by 0.006 mean Dice (`niivue_norm` 0.8427 -> 0.8488, `voxelmorph` 0.8498 -> 0.8557): labels to
 self-train on, too slow for `brainkit segment` itself.
 
-    pip install antspyx          # this script's own dependency, not brainkit's
-    python tools/segment_atlas_labels.py ../shared/data/t1_depression -o runs/atlas_labels --atlases 8
+    # antspyx, this script's own dependency, beside brainkit's environment (its requirements would downgrade scipy)
+    .venv/bin/python -m pip install --target runs/ants_site --no-deps antspyx==0.6.3 pandas statsmodels patsy \
+        scikit-learn joblib threadpoolctl narwhals requests urllib3 idna certifi
+    PYTHONPATH=runs/ants_site python tools/segment_atlas_labels.py ../shared/data/t1_depression -o runs/atlas_labels
     brainkit train segment --real ../shared/data/t1_depression --real-labels runs/atlas_labels ...
 
 Writes `<stem>_seg.nii.gz` per scan on its own grid, laid out as `brainkit segment -o` writes them. Takes about
-30 s per atlas and scan on 2 CPU cores.
+30 s per atlas and scan on 2 CPU cores (15 atlases: 8-10 minutes a scan).
 """
 
 from __future__ import annotations
