@@ -38,14 +38,13 @@ def write_volume(volume: DicomVolume, target_stem: Path) -> Converted:
 
 def inputs_without_dicom(inputs: list[str | Path], items: list[InputItem]) -> list[Failure]:
     """A failure for each input that holds no DICOM (a folder of NIfTIs, say): converting nothing is no success."""
-    places = [os.path.abspath(item.path) for item in items]
+    places = [Path(os.path.abspath(item.path)) for item in items]
+
+    def holds_dicom(given: Path) -> bool:  # a folder holds its DICOM folders; a DICOM file lies in one
+        return any(place.is_relative_to(given) or given.is_relative_to(place) for place in places)
+
     return [Failure(str(given), "no DICOM here or below (NIfTI and MGZ need no conversion): check the path")
-            for given in inputs if not any(holds(os.path.abspath(given), place) for place in places)]
-
-
-def holds(given: str, place: str) -> bool:
-    """Whether the input `given` (a folder, or a DICOM file) holds the DICOM folder `place`, or lies in it."""
-    return given == place or place.startswith(given + os.sep) or given.startswith(place + os.sep)
+            for given in inputs if not holds_dicom(Path(os.path.abspath(given)))]
 
 
 def convert(inputs: list[str | Path], out_dir: str | Path, repairs: Repairs = NO_REPAIRS,

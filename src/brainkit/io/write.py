@@ -24,7 +24,7 @@ def atomic_path(target: str | Path, suffix: str = ""):
     tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}{suffix or ''.join(target.suffixes)}"
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
