@@ -17,9 +17,10 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from brainkit import discover, load
 from brainkit.batch import run_over_inputs
-from brainkit.errors import BadInputError
+from brainkit.errors import BadInputError, BrainkitError
 from brainkit.io.discover import load_item, names_below_shared_folder
 from brainkit.io.info import info
+from brainkit.io.table import read_table
 from brainkit.io.write import atomic_path, write_nifti
 from tests.conftest import blob_volume, save_nifti
 
@@ -348,3 +349,19 @@ def test_a_broken_link_says_to_fetch_the_file_as_datalad_datasets_need(tmp_path)
     (item,) = discover([tmp_path])
     with pytest.raises(BadInputError, match=r"a link to a file that is not there .*fetch it first \(`datalad get`"):
         load_item(item)
+
+
+def test_a_table_saved_by_a_spreadsheet_reads_and_a_bad_one_fails_in_one_line(tmp_path):
+    # Excel's "CSV UTF-8" starts with a byte-order mark; people type spaces after commas
+    (tmp_path / "excel.csv").write_text("\ufeffinput , label\n a.nii.gz , MS\n", encoding="utf-8")
+    assert read_table(tmp_path / "excel.csv", ("input", "label")) == [{"input": "a.nii.gz", "label": "MS"}]
+    (tmp_path / "participants.tsv").write_text("participant_id\tgroup\nsub-01\tcontrol\n")
+    assert read_table(tmp_path / "participants.tsv", ("participant_id",), "\t")[0]["group"] == "control"
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "header_only.csv").write_text("input,label\n")
+    (tmp_path / "latin1.csv").write_bytes("input,label\nscan\xe9.nii,MS\n".encode("latin-1"))
+    for name, message in (("other.csv", "needs the columns input,label .* its columns are a,b"),
+                          ("header_only.csv", "and a row under them"), ("missing.csv", "cannot read this CSV"),
+                          ("latin1.csv", "cannot read this CSV")):
+        with pytest.raises(BrainkitError, match=message):
+            read_table(tmp_path / name, ("input", "label"))

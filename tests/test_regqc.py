@@ -81,12 +81,24 @@ def test_moving_image_outside_the_fixed_head_is_misaligned_for_certain(tmp_path)
         regqc.predict_pair(scan(np.zeros_like(data), affine), scan(data, affine), regqc.build_model().eval())
 
 
-def test_pairs_csv_resolves_relative_paths(tmp_path):
-    (tmp_path / "pairs.csv").write_text("fixed,moving\na/t1.nii.gz,a/t2.nii.gz\n")
-    assert regqc.read_pairs(tmp_path / "pairs.csv") == [(str(tmp_path / "a/t1.nii.gz"), str(tmp_path / "a/t2.nii.gz"))]
-    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(regqc.BrainkitError):
-        regqc.read_pairs(tmp_path / "bad.csv")
+def test_pairs_csv_rows_come_as_written_and_a_row_without_both_images_fails_in_one_line(tmp_path):
+    (tmp_path / "pairs.csv").write_text("fixed, moving\na/t1.nii.gz, a/t2.nii.gz\n")
+    assert regqc.read_pairs(tmp_path / "pairs.csv") == [("a/t1.nii.gz", "a/t2.nii.gz")]
+    (tmp_path / "gap.csv").write_text("fixed,moving\na/t1.nii.gz,a/t2.nii.gz\nb/t1.nii.gz,\n")
+    with pytest.raises(regqc.BrainkitError, match="row 3 lacks a fixed or a moving image"):
+        regqc.read_pairs(tmp_path / "gap.csv")
+
+
+def test_pair_file_looks_in_the_csv_folder_first_then_in_the_working_folder(tmp_path, monkeypatch):
+    for name in ("lists/a/t1.nii.gz", "a/t1.nii.gz", "b/t2.nii.gz"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "lists"
+    assert regqc.pair_file("a/t1.nii.gz", folder) == folder / "a/t1.nii.gz"
+    assert regqc.pair_file("b/t2.nii.gz", folder) == Path("b/t2.nii.gz")
+    assert regqc.pair_file("c/missing.nii.gz", folder) == folder / "c/missing.nii.gz"  # the error names the CSV's
+    assert regqc.pair_file(str(tmp_path / "b/t2.nii.gz"), folder) == tmp_path / "b/t2.nii.gz"
 
 
 def test_synthetic_training_batch_has_slices_and_targets(shared_data):
@@ -206,6 +218,8 @@ def test_regqc_cli_writes_a_row_and_a_picture_per_misaligned_pair(tmp_path):
     with open(tmp_path / "qc" / "regqc.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["decision"] for row in rows] == ["misaligned", "misaligned"]
+    as_written = [(f"{patient}/t1.nii.gz", f"{patient}/t2.nii.gz") for patient in ("p1", "p2")]
+    assert [(row["fixed"], row["moving"]) for row in rows] == as_written
     pictures = [Path(row["picture"]) for row in rows]
     assert pictures == [tmp_path / "qc" / "regqc_pictures" / patient / "t2_on_t1.png" for patient in ("p1", "p2")]
     assert all(picture.stat().st_size > 0 for picture in pictures)

@@ -15,7 +15,6 @@ model it keeps on every subject, and writes the model folder with its own model 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from brainkit.batch import describe_error, print_failures, progress_bar
 from brainkit.errors import BadInputError, BrainkitError
 from brainkit.io import Scan
 from brainkit.io.discover import discover, load_item, names_below_shared_folder
+from brainkit.io.table import read_table
 from brainkit.io.write import write_csv, write_metrics, write_nifti, write_with
 from brainkit.runtime import console, resolve_device
 from brainkit.spatial import Geometry, Grid, foreground_bbox
@@ -225,10 +225,9 @@ class Example:
 def rsna_examples(data: Path, sequences: tuple[str, ...]) -> list[Example]:
     """RSNA-MICCAI layout: `train/<id>/<sequence>/*.dcm` with `train_labels.csv` (BraTS21ID, MGMT_value)."""
     examples = []
-    with open(data / "train_labels.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            subject = f"{int(row['BraTS21ID']):05d}"
-            examples.append(Example(data / "train" / subject, str(row["MGMT_value"]).strip(), subject))
+    for row in read_table(data / "train_labels.csv", ("BraTS21ID", "MGMT_value")):
+        subject = f"{int(row['BraTS21ID']):05d}"
+        examples.append(Example(data / "train" / subject, row["MGMT_value"], subject))
     return examples
 
 
@@ -236,13 +235,10 @@ def bids_examples(data: Path, table: Path, column: str) -> list[Example]:
     """BIDS participants.tsv: each participant's image files under `data`, labelled from `column`."""
     images = [item.path for item in discover([data]) if item.kind == "volume"]
     examples = []
-    with open(table, newline="") as handle:
-        for row in csv.DictReader(handle, delimiter="\t"):
-            subject = row["participant_id"]
-            if column not in row:
-                raise BrainkitError(table, f"no column {column!r}; columns are {', '.join(row)}")
-            own = sorted(p for p in images if p.name.startswith(f"{subject}_") or f"/{subject}/" in p.as_posix())
-            examples += [Example(p, row[column].strip(), subject) for p in own]
+    for row in read_table(table, ("participant_id", column), delimiter="\t"):
+        subject = row["participant_id"]
+        own = sorted(p for p in images if p.name.startswith(f"{subject}_") or f"/{subject}/" in p.as_posix())
+        examples += [Example(p, row[column], subject) for p in own]
     return examples
 
 
@@ -250,12 +246,11 @@ def csv_examples(data: Path, table: Path) -> list[Example]:
     """`input,label[,subject]` rows; `input` relative to `data` (or absolute): a scan, or a subject folder whose
     sequence sub-folders are the channels (--sequences)."""
     examples = []
-    with open(table, newline="") as handle:
-        for number, row in enumerate(csv.DictReader(handle), start=2):
-            if not row.get("input") or not (row.get("label") or "").strip():
-                raise BrainkitError(table, f"row {number} lacks an input or a label: every row needs `input,label`")
-            path = Path(row["input"]) if Path(row["input"]).is_absolute() else data / row["input"]
-            examples.append(Example(path, row["label"].strip(), (row.get("subject") or row["input"]).strip()))
+    for number, row in enumerate(read_table(table, ("input", "label")), start=2):
+        if not (row["input"] and row["label"]):
+            raise BrainkitError(table, f"row {number} lacks an input or a label: every row needs `input,label`")
+        path = Path(row["input"]) if Path(row["input"]).is_absolute() else data / row["input"]
+        examples.append(Example(path, row["label"], row.get("subject") or row["input"]))
     return examples
 
 

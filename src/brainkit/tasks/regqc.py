@@ -10,7 +10,6 @@ rigid/affine misalignment. Real scans are for evaluation only.
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import itertools
 from collections import Counter
@@ -29,6 +28,7 @@ from brainkit.io import Scan, load
 from brainkit.io.discover import names_below_shared_folder
 from brainkit.io.itk import read_itk_affine
 from brainkit.io.scan import strip_image_suffix
+from brainkit.io.table import read_table
 from brainkit.io.write import write_csv, write_metrics, write_with
 from brainkit.metrics import auroc, binary_scores
 from brainkit.runtime import console, resolve_device
@@ -160,12 +160,13 @@ def slice_outputs(pair: torch.Tensor, model: torch.nn.Module, device: torch.devi
     return torch.sigmoid(outputs[:, 0]).numpy(), outputs[:, 1].clamp(min=0).numpy() * SHIFT_UNIT_MM, where
 
 
-def predict_pair(fixed: Scan, moving: Scan, model: torch.nn.Module, device: torch.device | str = "cpu"
-                 ) -> PairResult:
-    """Judge one pair; slice-wise probabilities, image-wise decision and an estimate of the shift in mm."""
+def predict_pair(fixed: Scan, moving: Scan, model: torch.nn.Module, device: torch.device | str = "cpu",
+                 names: tuple[str, str] | None = None) -> PairResult:
+    """Judge one pair; slice-wise probabilities, image-wise decision and an estimate of the shift in mm.
+    The rows name the images by `names` (by their files where not given)."""
     pair, _ = prepare_pair(fixed, moving)
     probabilities, shifts, where = slice_outputs(pair, model, device)
-    names = (str(fixed.source), str(moving.source))
+    names = names or (str(fixed.source), str(moving.source))
     if not where:
         return no_overlap_result(pair, names, fixed.source)
     p = aggregate(probabilities)
@@ -215,16 +216,24 @@ def save_pair_picture(result: PairResult, target: Path) -> Path:
 
 
 def read_pairs(path: Path) -> list[tuple[str, str]]:
-    """`fixed,moving` rows of a CSV (paths relative to the CSV's folder allowed)."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or not {"fixed", "moving"} <= set(rows[0]):
-        raise BrainkitError(path, "pairs CSV needs the columns fixed,moving")
-    return [tuple(str((path.parent / row[key]).resolve() if not Path(row[key]).is_absolute() else row[key])
-                  for key in ("fixed", "moving")) for row in rows]
+    """The `fixed,moving` rows of a pairs CSV, as written; `pair_file` finds the files."""
+    rows = read_table(path, ("fixed", "moving"))
+    for line, row in enumerate(rows, start=2):
+        if not (row["fixed"] and row["moving"]):
+            raise BrainkitError(path, f"row {line} lacks a fixed or a moving image: give both on every row")
+    return [(row["fixed"], row["moving"]) for row in rows]
 
 
-def picture_names(pairs: list[tuple[str, str]]) -> list[str]:
+def pair_file(name: str, folder: Path | None) -> Path:
+    """The file a pairs-CSV entry names: an absolute path as it is; a relative one in the CSV's `folder` where it
+    is there, else in the working folder."""
+    path = Path(name)
+    if folder is None or path.is_absolute() or (path.exists() and not (folder / path).exists()):
+        return path
+    return folder / path
+
+
+def picture_names(pairs: list[tuple[Path, Path]]) -> list[str]:
     """Each pair's picture name, `<moving>_on_<fixed>.png` with the moving image's folder below the folder the
     moving images share (`p1/T2_on_T1.png`, `p2/T2_on_T1.png`), numbered (`_2`) where two pairs would still
     share one."""
@@ -237,17 +246,19 @@ def picture_names(pairs: list[tuple[str, str]]) -> list[str]:
 
 
 def regqc(pairs: list[tuple[str, str]], out_dir: str | Path, device: str = "auto", quiet: bool = True,
-          verbose: bool = False) -> tuple[list[PairResult], list[Failure]]:
-    """Python API of `brainkit regqc`: writes regqc.csv, regqc_slices.csv and PNGs of misaligned pairs."""
+          verbose: bool = False, folder: Path | None = None) -> tuple[list[PairResult], list[Failure]]:
+    """Python API of `brainkit regqc`: writes regqc.csv, regqc_slices.csv and PNGs of misaligned pairs. The rows
+    name the images as `pairs` does; relative names are looked up as `pair_file` does (`folder`: a pairs CSV's)."""
     torch_device = resolve_device(device)
     model = load_model(device=torch_device)
     out = Path(out_dir)
+    files = [(pair_file(fixed, folder), pair_file(moving, folder)) for fixed, moving in pairs]
     results, failures = [], []
     with progress_bar(quiet) as progress:
         task = progress.add_task("regqc", total=len(pairs))
-        for (fixed_path, moving_path), picture in zip(pairs, picture_names(pairs), strict=True):
+        for names, (fixed_path, moving_path), picture in zip(pairs, files, picture_names(files), strict=True):
             try:
-                result = predict_pair(load(fixed_path), load(moving_path), model, torch_device)
+                result = predict_pair(load(fixed_path), load(moving_path), model, torch_device, names)
                 if result.decision == "misaligned":
                     result.picture = str(save_pair_picture(result, out / "regqc_pictures" / picture))
                 results.append(result)
@@ -380,18 +391,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fixed", help="the reference image")
     parser.add_argument("--moving", help="the image whose alignment to the fixed one is judged")
-    parser.add_argument("--pairs", help="CSV with columns fixed,moving")
+    parser.add_argument("--pairs", help="CSV with columns fixed,moving (relative paths: from the CSV's folder, "
+                                        "else from the working folder)")
     parser.add_argument("-o", "--output", required=True, help="output folder")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.pairs:
-        pairs = read_pairs(Path(args.pairs))
+        pairs, folder = read_pairs(Path(args.pairs)), Path(args.pairs).parent
     elif args.fixed and args.moving:
-        pairs = [(args.fixed, args.moving)]
+        pairs, folder = [(args.fixed, args.moving)], None
     else:
         raise SystemExit("brainkit regqc: give --fixed F --moving M, or --pairs PAIRS.csv")
-    results, failures = regqc(pairs, args.output, args.device, args.quiet, args.verbose)
+    results, failures = regqc(pairs, args.output, args.device, args.quiet, args.verbose, folder)
     for result in results:
         console.print(f"{result.decision:10s} p={result.p_misaligned:.3f} {shift_text(result)}  "
                       f"{result.moving} -> {result.fixed}")
@@ -532,7 +544,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     rows, slice_rows = [], []
     if args.pairs:
-        pairs = [(Path(fixed), Path(moving), np.eye(4)) for fixed, moving in read_pairs(Path(args.pairs))]
+        folder = Path(args.pairs).parent
+        pairs = [(pair_file(fixed, folder), pair_file(moving, folder), np.eye(4))
+                 for fixed, moving in read_pairs(Path(args.pairs))]
     else:
         pairs = real_test_pairs(Path(args.data))
     if not pairs:
