@@ -98,7 +98,7 @@ def test_translate_and_evaluate_cli_end_to_end(tmp_path):
     torch.manual_seed(0)
     weights = save_weights(translate.build_model(), tmp_path / "w.pt")
     t1 = save_nifti(tmp_path / "in" / "sub-01_T1w.nii.gz", brain_like((32, 36, 24)))
-    result = brainkit("translate", str(tmp_path / "in"), "--to", "T2", "--weights", str(weights),
+    result = brainkit("translate", str(tmp_path / "in"), "--to", "t2", "--weights", str(weights),  # --to in any case
                       "-o", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     synthetic = tmp_path / "out" / "sub-01_T1w_synthT2.nii.gz"

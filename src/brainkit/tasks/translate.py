@@ -321,7 +321,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_train_options(parser, "translate", steps=4000, lr=1e-3)
-    parser.add_argument("--to", choices=TARGETS, default="T2", help="target contrast")
+    parser.add_argument("--to", type=str.upper, choices=TARGETS, default="T2", help="target contrast")
     parser.add_argument("--holdout", help=f"a {PAIRS} patient left out of training and used for validation")
     parser.add_argument("--batch", type=int, default=8, help="128 x 128 slice stacks per step")
 
@@ -363,7 +363,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="skull-stripped T1 NIfTI/MGZ, DICOM or BIDS folders")
-    parser.add_argument("--to", choices=TARGETS, default="T2", help="contrast to synthesise")
+    parser.add_argument("--to", type=str.upper, choices=TARGETS, default="T2",
+                        help="contrast to synthesise (T2 or FLAIR, any case)")
     parser.add_argument("-o", "--output", required=True, help="output folder (<stem>_synth<T>.nii.gz and .png)")
     parser.add_argument("--weights", type=Path, help="other weights (default: the bundled model for --to)")
 
