@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -162,6 +163,25 @@ def test_evaluate_cli_on_identical_maps(tmp_path):
     rows = (tmp_path / "segment_evaluation.csv").read_text().splitlines()
     assert "10,1.0,0.0" in rows and "49,1.0,0.0" in rows
     assert "mean Dice 1.000, lowest 1.000" in result.stderr
+
+
+def test_evaluate_cli_puts_the_prediction_on_the_truths_grid_and_refuses_a_map_without_the_structures(tmp_path):
+    from tests.test_cli import brainkit
+
+    labels = np.zeros((20, 22, 24), np.int16)
+    labels[5:12, 5:12, 5:12] = 10
+    labels[12:18, 5:12, 5:12] = 49
+    pred = save_nifti(tmp_path / "seg.nii.gz", labels)
+    # the same labels in LIA voxel order, as FreeSurfer's aseg.mgz stores them: voxel for voxel they all differ
+    lia = nib.as_closest_canonical(nib.load(pred)).as_reoriented(nib.orientations.axcodes2ornt("LIA"))
+    truth = tmp_path / "aseg_lia.nii.gz"
+    nib.save(lia, truth)
+    result = brainkit("evaluate", "segment", "--pred", str(pred), "--truth", str(truth))
+    assert result.returncode == 0, result.stderr
+    assert "resampled onto the grid of" in result.stderr and "mean Dice 1.000, lowest 1.000" in result.stderr
+    mask = save_nifti(tmp_path / "mask.nii.gz", (labels > 0).astype(np.int16))
+    result = brainkit("evaluate", "segment", "--pred", str(mask), "--truth", str(truth))
+    assert result.returncode != 0 and "mask.nii.gz: holds none of the 12 structures" in result.stderr
 
 
 def test_summary_covers_the_12_target_structures_only():

@@ -32,6 +32,10 @@ class Grid:
         """Orientation code such as 'RAS' or 'LIA'."""
         return "".join(aff2axcodes(self.affine))
 
+    def same_as(self, other: Grid, tolerance_mm: float = 1e-3) -> bool:
+        """One grid: the same shape and, to `tolerance_mm`, the same affine."""
+        return self.shape == other.shape and bool(np.allclose(self.affine, other.affine, atol=tolerance_mm))
+
 
 def _translation(offset: np.ndarray) -> np.ndarray:
     matrix = np.eye(4)

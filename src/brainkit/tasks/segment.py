@@ -21,9 +21,10 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 
 from brainkit.batch import print_failures, run_over_inputs
-from brainkit.errors import BadInputError
+from brainkit.errors import BadInputError, BrainkitError
 from brainkit.io import Scan, load
 from brainkit.io.write import write_csv, write_nifti
+from brainkit.metrics.grids import on_truth_grid
 from brainkit.nets.layout import channels_last_top_block
 from brainkit.nets.pointwise import PointwiseConv3d
 from brainkit.report.figures import save_overlay
@@ -416,7 +417,7 @@ def given_labels(scan: Scan, geometry: Geometry, folder: Path) -> np.ndarray:
     if not path.is_file():
         raise BadInputError(scan.source, f"no label map {path} for it: give one per --real scan")
     aseg = load(path)
-    if aseg.shape != scan.shape or not np.allclose(aseg.affine, scan.affine, atol=1e-3):
+    if not Grid(aseg.shape, aseg.affine).same_as(Grid(scan.shape, scan.affine)):
         raise BadInputError(path, f"its grid differs from {scan.source}'s: label the scan on its own grid")
     return np.rint(geometry.apply(aseg.data, NEAREST)).astype(np.uint16)
 
@@ -501,9 +502,12 @@ def summarise(rows: list[dict]) -> dict[str, float]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     prediction, truth = load(args.pred), load(args.truth)
-    if prediction.shape != truth.shape:
-        raise SystemExit(f"brainkit evaluate segment: shapes differ ({prediction.shape} vs {truth.shape})")
-    rows = dice_and_hd95(np.rint(prediction.data).astype(int), np.rint(truth.data).astype(int), truth.spacing)
+    predicted, true = np.rint(on_truth_grid(prediction, truth, NEAREST)).astype(int), np.rint(truth.data).astype(int)
+    for labels, scan in ((predicted, prediction), (true, truth)):
+        if not np.isin(labels, TARGET).any():
+            raise BrainkitError(scan.source, "holds none of the 12 structures' aseg numbers (10-13, 17, 18, 49-54): "
+                                             "give a label map in FreeSurfer numbering")
+    rows = dice_and_hd95(predicted, true, truth.spacing)
     for row in rows:
         distance = f"{row['hd95_mm']:.1f} mm" if np.isfinite(row["hd95_mm"]) else "n/a (absent from one map)"
         console.print(f"label {row['label']:3d}  Dice {row['dice']:.3f}  HD95 {distance}")
@@ -517,7 +521,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred", required=True, help="predicted label map (aseg numbers)")
-    parser.add_argument("--truth", required=True, help="reference label map on the same grid (aseg numbers)")
+    parser.add_argument("--truth", required=True, help="reference label map (aseg numbers); a prediction on "
+                        "another grid is resampled onto its grid")
     parser.add_argument("-o", "--output", help="also write DIR/segment_evaluation.csv")
 
 

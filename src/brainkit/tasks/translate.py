@@ -21,9 +21,10 @@ from monai.networks.nets import UNet
 from brainkit.batch import print_failures, run_over_inputs
 from brainkit.io import Scan, load
 from brainkit.io.write import write_csv, write_metrics, write_nifti
+from brainkit.metrics.grids import on_truth_grid
 from brainkit.report.figures import save_montage
 from brainkit.runtime import console, resolve_device
-from brainkit.spatial import NEAREST, Geometry, Grid
+from brainkit.spatial import LINEAR, NEAREST, Geometry, Grid
 from brainkit.synth.intensity import bias_field, gamma_and_noise, gaussian_blur, thick_slices
 from brainkit.synth.spatial import compose_affine, identity_grid, mapped_points, sample, smooth_displacement, uniform
 from brainkit.tasks import Task
@@ -331,13 +332,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Per-slice and per-volume MAE, MSE, SSIM, PSNR of a synthetic image against the true one."""
     prediction, truth = load(args.pred), load(args.truth)
-    if prediction.shape != truth.shape:
-        raise SystemExit(f"brainkit evaluate translate: shapes differ ({prediction.shape} vs {truth.shape}); "
-                         "resample the prediction onto the truth's grid first")
     geometry = Geometry(Grid(truth.shape, truth.affine)).to_ras()
-    mask_source = load(args.mask).data > 0 if args.mask else signal_mask(truth.data)
+    mask_source = on_truth_grid(load(args.mask), truth, NEAREST) > 0 if args.mask else signal_mask(truth.data)
     mask = geometry.apply(mask_source.astype(np.uint8), NEAREST).astype(bool)
-    rows = compare(geometry.apply(prediction.data), geometry.apply(truth.data), mask)
+    rows = compare(geometry.apply(on_truth_grid(prediction, truth, LINEAR)), geometry.apply(truth.data), mask)
     summary = summarise(rows)
     console.print(" ".join(f"{key}={value}" for key, value in summary.items()))
     if args.output:
@@ -353,7 +351,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred", required=True, help="synthetic image (e.g. <stem>_synthT2.nii.gz)")
-    parser.add_argument("--truth", required=True, help="the true image on the same grid")
+    parser.add_argument("--truth", required=True, help="the true image; a prediction on another grid is "
+                        "resampled onto its grid")
     parser.add_argument("--mask", help="brain mask (default: the truth's non-background voxels)")
     parser.add_argument("--input", help="the source T1, shown in the montage")
     parser.add_argument("-o", "--output", help="write DIR/translate_evaluation.csv, a summary and a montage")
