@@ -365,3 +365,19 @@ def test_a_table_saved_by_a_spreadsheet_reads_and_a_bad_one_fails_in_one_line(tm
                           ("latin1.csv", "cannot read this CSV")):
         with pytest.raises(BrainkitError, match=message):
             read_table(tmp_path / name, ("input", "label"))
+
+
+def test_a_series_whose_last_file_was_cut_short_says_so(tmp_path):
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    for k in range(5):
+        dicom_slice(folder / f"im{k}.dcm", np.full((4, 4), 100 + k), position=2.0 * k)
+    whole = (folder / "im4.dcm").read_bytes()
+    (folder / "im4.dcm").write_bytes(whole[:whole.index(b"\xe0\x7f\x10\x00")])  # cut before the pixel data element
+    scan = load(folder)
+    assert scan.shape == (4, 4, 4)  # an end slice lost leaves no gap to detect: only the note tells
+    assert any("1 file(s) of this folder could not be read (im4.dcm: unreadable DICOM (an image without pixel data"
+               in warning and "the series is incomplete" in warning for warning in scan.warnings)
+    (folder / "im2.dcm").write_bytes((folder / "im2.dcm").read_bytes()[:-10])  # now a gap as well
+    with pytest.raises(BadInputError, match=r"2 file\(s\) of this folder could not be read \(im2.dcm: .*truncated"):
+        load(folder)

@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     written, failures, notes = convert(args.inputs, args.output, repairs, args.quiet)
     for item in written:
         console.print(f"wrote {item.nifti} {tuple(item.volume.data.shape)}")
+        for note in item.volume.notes:
+            console.print(f"note: {note}")
     if args.verbose:
         for note in notes:
             console.print(f"note: {note}")

@@ -247,20 +247,35 @@ def assemble_folder(folder: Path, repairs: Repairs = NO_REPAIRS) -> tuple[list[D
     """Every series in a folder (not recursive): a volume or the reason it is not one; plus notes on skipped
     files (unreadable, non-image objects)."""
     paths = sorted(p for p in folder.iterdir() if p.is_file() and looks_like_dicom(p))
-    groups, notes = frames_by_series(paths)
-    if not groups and not notes:
-        notes.append("no DICOM files")
-    return assemble_series(groups, folder, repairs), notes
+    groups, skipped, unreadable = frames_by_series(paths)
+    if not groups and not skipped and not unreadable:
+        skipped.append("no DICOM files")
+    results = [mention_unreadable(result, unreadable) for result in assemble_series(groups, folder, repairs)]
+    return results, unreadable + skipped
 
 
-def frames_by_series(paths: list[Path]) -> tuple[dict[tuple, list[Frame]], list[str]]:
-    """The image frames of these files grouped by series (and echo, image type...), in the order they appear; plus
-    notes on the files skipped."""
+def mention_unreadable(result: DicomVolume | BadInputError, unreadable: list[str]) -> DicomVolume | BadInputError:
+    """Tell a series about the folder's unreadable files: one of them may have been its slice (a copy cut short
+    loses the last file, and with it an end slice no gap check can miss)."""
+    if not unreadable:
+        return result
+    listed = "; ".join(unreadable[:2]) + (f"; {len(unreadable) - 2} more" if len(unreadable) > 2 else "")
+    text = f"{len(unreadable)} file(s) of this folder could not be read ({listed})"
+    if isinstance(result, BadInputError):
+        return BadInputError(result.source, f"{result.message}; {text}")
+    result.notes.append(f"{text}: if one was a slice of this series, the series is incomplete")
+    return result
+
+
+def frames_by_series(paths: list[Path]) -> tuple[dict[tuple, list[Frame]], list[str], list[str]]:
+    """The image frames of these files grouped by series (and echo, image type...), in the order they appear; notes
+    on the files skipped (not image slices); and the files that could not be read, with the reason."""
     notes: list[str] = []
+    unreadable: list[str] = []
     groups: dict[tuple, list[Frame]] = defaultdict(list)
     for path, ds, error in read_datasets(paths):
         if error:
-            notes.append(error)
+            unreadable.append(error)
             continue
         if uih_mosaic_size(ds):
             notes.append(f"{path.name}: skipped, a United Imaging mosaic ({uih_mosaic_size(ds)} slices in one "
@@ -271,7 +286,7 @@ def frames_by_series(paths: list[Path]) -> tuple[dict[tuple, list[Frame]], list[
             notes.append(f"{path.name}: skipped, not an image volume slice ({ds.get('SOPClassUID', 'no SOP class')})")
         for frame in frames:
             groups[frame.split].append(frame)
-    return groups, notes
+    return groups, notes, unreadable
 
 
 def assemble_series(groups: dict[tuple, list[Frame]], folder: Path,

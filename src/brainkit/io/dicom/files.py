@@ -15,6 +15,9 @@ NON_DICOM_SUFFIXES = {
 }
 
 
+PIXEL_KEYWORDS = {"PixelData", "FloatPixelData", "DoubleFloatPixelData"}
+
+
 def open_source(path: Path) -> str | io.BytesIO:
     """A source pydicom can read: the path, or the unzipped bytes of a `.gz` file."""
     if path.name.lower().endswith(".gz"):
@@ -70,6 +73,8 @@ def read_dataset(path: Path) -> tuple[Path, pydicom.Dataset | None, str | None]:
     missing = missing_pixel_bytes(dataset)
     if missing:
         return path, None, f"{path.name}: unreadable DICOM (truncated: {missing} bytes of pixel data missing)"
+    if "Rows" in dataset and not PIXEL_KEYWORDS & set(dataset.dir()):
+        return path, None, f"{path.name}: unreadable DICOM (an image without pixel data: cut short before them?)"
     return path, dataset, None
 
 
