@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from brainkit.io.discover import InputItem
-from brainkit.pipeline import CACHE, cache_stamp, cached_result, run_pipeline, session_of
+from brainkit.pipeline import CACHE, cache_stamp, cached_result, reference_first, run_pipeline, session_of
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,17 @@ def test_the_cache_stamp_names_the_file_not_the_path_as_typed(tmp_path, monkeypa
 def test_sessions_follow_bids_entities_or_folders():
     assert session_of("/d/sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz") == "sub-01_ses-2"
     assert session_of("/d/patientA/t1.nii.gz") == "/d/patientA"
+
+
+def test_a_sessions_t1_is_the_reference_its_other_scans_are_checked_against():
+    def order(*names: str) -> list[str]:
+        return [Path(scan["source"]).name for scan in reference_first([{"source": f"/d/p/{n}"} for n in names])]
+
+    assert order("sub-1_FLAIR.nii.gz", "sub-1_T1w.nii.gz", "sub-1_T2w.nii.gz")[0] == "sub-1_T1w.nii.gz"
+    assert order("flair.nii.gz", "3D_MPRAGE.nii.gz")[0] == "3D_MPRAGE.nii.gz"
+    assert order("study1_FLAIR.nii.gz", "study1_T1W.nii.gz")[0] == "study1_T1W.nii.gz"
+    assert order("patient1_FLAIR.nii.gz", "patient1_T1.nii.gz")[0] == "patient1_T1.nii.gz"
+    assert order("b_T2w.nii.gz", "a_t10.nii.gz") == ["b_T2w.nii.gz", "a_t10.nii.gz"]  # no T1: as they came
 
 
 def test_report_renders_in_a_real_browser_without_console_errors(run_output, tmp_path):

@@ -140,20 +140,29 @@ def process_scan(item: InputItem, out: Path, overwrite: bool) -> dict:
     return result
 
 
+T1_NAME = re.compile(r"(?<![a-z0-9])t1(?!\d)|mprage", re.IGNORECASE)  # _T1w, t1_*, MPRAGE; not t10, patient1
+
+
 def session_of(path: str) -> str:
     """Scans of one subject and session share alignment: BIDS sub-/ses- entities, else the parent folder."""
     entities = re.findall(r"(sub-[A-Za-z0-9]+|ses-[A-Za-z0-9]+)", path)
     return "_".join(dict.fromkeys(entities)) or str(Path(path).parent)
 
 
+def reference_first(session: list[dict]) -> list[dict]:
+    """A session's scans with its T1-weighted one first (the usual reference), else in their order."""
+    return sorted(session, key=lambda scan: not T1_NAME.search(Path(scan["source"]).name))
+
+
 def check_alignment(scans: list[dict], out: Path) -> None:
-    """regqc of every other scan of a session against the first one (on its grid), when the model exists."""
+    """regqc of every other scan of a session against its reference (`reference_first`, on its grid), when the
+    model exists."""
     from brainkit.tasks import regqc
 
     groups: dict[str, list[dict]] = defaultdict(list)
     for scan in scans:
         groups[session_of(scan["source"])].append(scan)
-    pairs = [(group[0], other) for group in groups.values() for other in group[1:]]
+    pairs = [(group[0], other) for group in map(reference_first, groups.values()) for other in group[1:]]
     if not regqc.WEIGHTS.exists():
         for _, moving in pairs:
             moving["regqc_note"] = "no bundled registration-QC model"
