@@ -140,9 +140,6 @@ def process_scan(item: InputItem, out: Path, overwrite: bool) -> dict:
     return result
 
 
-T1_NAME = re.compile(r"(?<![a-z0-9])t1(?!\d)|mprage", re.IGNORECASE)  # _T1w, t1_*, MPRAGE; not t10, patient1
-
-
 def session_of(path: str) -> str:
     """Scans of one subject and session share alignment: BIDS sub-/ses- entities, else the parent folder."""
     entities = re.findall(r"(sub-[A-Za-z0-9]+|ses-[A-Za-z0-9]+)", path)
@@ -150,8 +147,11 @@ def session_of(path: str) -> str:
 
 
 def reference_first(session: list[dict]) -> list[dict]:
-    """A session's scans with its T1-weighted one first (the usual reference), else in their order."""
-    return sorted(session, key=lambda scan: not T1_NAME.search(Path(scan["source"]).name))
+    """A session's scans with its T1 (by name, as `translate.looks_like_t1` tells) first, the usual reference;
+    else in their order."""
+    from brainkit.tasks.translate import looks_like_t1
+
+    return sorted(session, key=lambda scan: not looks_like_t1(Path(scan["source"]).name))
 
 
 def check_alignment(scans: list[dict], out: Path) -> None:
