@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -161,3 +162,19 @@ def test_items_sent_to_dask_workers_carry_absolute_paths_and_the_same_outputs(tm
     sent = anchored(item)
     assert sent.path == tmp_path / "in/sub-01/T1.nii.gz" and sent.root == tmp_path / "in"
     assert sent.rel_path == item.rel_path == Path("sub-01/T1")
+
+
+def test_a_pair_regqc_cannot_judge_is_a_note_on_the_scan_and_a_failure_not_a_silent_gap(tmp_path, monkeypatch):
+    from brainkit import pipeline
+    from brainkit.batch import Failure
+    from brainkit.tasks import regqc
+
+    scans = [{"source": f"/d/s/sub-1_{name}.nii.gz"} for name in ("FLAIR", "T1w", "T2w")]
+    judged = SimpleNamespace(moving=scans[2]["source"], decision="aligned", p_misaligned=0.1, est_shift_mm=0.3,
+                             picture="")
+    failure = Failure(f"{scans[1]['source']} + {scans[0]['source']}", "the fixed image shows no head")
+    monkeypatch.setattr(regqc, "regqc", lambda pairs, out: ([judged], [failure]))
+    assert pipeline.check_alignment(scans, tmp_path) == [failure]
+    assert scans[0]["regqc_note"] == "not checked against sub-1_T1w.nii.gz: the fixed image shows no head"
+    assert scans[2]["regqc"]["decision"] == "aligned" and scans[2]["regqc"]["fixed_name"] == "sub-1_T1w.nii.gz"
+    assert "regqc" not in scans[1] and "regqc_note" not in scans[1]  # the reference itself

@@ -154,9 +154,9 @@ def reference_first(session: list[dict]) -> list[dict]:
     return sorted(session, key=lambda scan: not looks_like_t1(Path(scan["source"]).name))
 
 
-def check_alignment(scans: list[dict], out: Path) -> None:
+def check_alignment(scans: list[dict], out: Path) -> list[Failure]:
     """regqc of every other scan of a session against its reference (`reference_first`, on its grid), when the
-    model exists."""
+    model exists; the pairs that could not be judged."""
     from brainkit.tasks import regqc
 
     groups: dict[str, list[dict]] = defaultdict(list)
@@ -166,15 +166,19 @@ def check_alignment(scans: list[dict], out: Path) -> None:
     if not regqc.WEIGHTS.exists():
         for _, moving in pairs:
             moving["regqc_note"] = "no bundled registration-QC model"
-        return
-    results, _ = regqc.regqc([(f["source"], m["source"]) for f, m in pairs], out)
+        return []
+    results, failures = regqc.regqc([(f["source"], m["source"]) for f, m in pairs], out)
     by_moving = {r.moving: r for r in results}
+    unjudged = iter(failures)  # one per pair without a result, in the pairs' order
     for fixed, moving in pairs:
         result = by_moving.get(moving["source"])
-        if result is not None:
-            moving["regqc"] = {"decision": result.decision, "p_misaligned": result.p_misaligned,
-                               "est_shift_mm": result.est_shift_mm, "fixed_name": Path(fixed["source"]).name}
-            moving["regqc_picture"] = result.picture or None
+        if result is None:
+            moving["regqc_note"] = f"not checked against {Path(fixed['source']).name}: {next(unjudged).message}"
+            continue
+        moving["regqc"] = {"decision": result.decision, "p_misaligned": result.p_misaligned,
+                           "est_shift_mm": result.est_shift_mm, "fixed_name": Path(fixed["source"]).name}
+        moving["regqc_picture"] = result.picture or None
+    return failures
 
 
 def anchored_path(path: Path) -> Path:
@@ -239,7 +243,7 @@ def run_pipeline(inputs: list[str | Path], out_dir: str | Path, jobs: int = 1, o
             else:
                 scans.append(result)
             progress.advance(task)
-    check_alignment(scans, out)
+    failures += check_alignment(scans, out)
     write_csv(out / "orientation.csv", [{"input": s["source"], **s["orient"]} for s in scans if "orient" in s],
               ["input", "p_flipped", "decision"])
     if any("segment" in s for s in scans):
