@@ -141,3 +141,9 @@ def test_threads_apply_to_torch_imported_after_configure():
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.strip() == "1"
+
+
+def test_threads_must_be_a_whole_number_of_at_least_one(tmp_path):
+    for bad in ("0", "-2", "two"):
+        result = brainkit("info", str(tmp_path), "--threads", bad)
+        assert result.returncode == 2 and "--threads" in result.stderr and "Traceback" not in result.stderr

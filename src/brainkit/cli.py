@@ -30,11 +30,18 @@ def load_command(module: str) -> Task:
     return getattr(loaded, "COMMAND", None) or loaded.TASK
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def common_options() -> argparse.ArgumentParser:
     """Options every command takes (INTERFACE.md general rules)."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device")
-    parent.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    parent.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (default: torch's)")
     parent.add_argument("--seed", type=int, default=0, help="seed for every random generator")
     noise = parent.add_mutually_exclusive_group()
     noise.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes")
