@@ -381,3 +381,10 @@ def test_a_series_whose_last_file_was_cut_short_says_so(tmp_path):
     (folder / "im2.dcm").write_bytes((folder / "im2.dcm").read_bytes()[:-10])  # now a gap as well
     with pytest.raises(BadInputError, match=r"2 file\(s\) of this folder could not be read \(im2.dcm: .*truncated"):
         load(folder)
+
+
+def test_a_header_that_places_the_image_nowhere_says_left_right_is_a_guess(tmp_path):
+    nib.save(nib.Nifti1Image(blob_volume(), None), tmp_path / "analyze_like.nii.gz")  # qform and sform codes 0
+    assert any("gives no orientation (qform and sform codes 0)" in note
+               for note in load(tmp_path / "analyze_like.nii.gz").warnings)
+    assert load(save_nifti(tmp_path / "placed.nii.gz", blob_volume())).warnings == []

@@ -55,6 +55,16 @@ def open_image(path: Path) -> tuple[nib.spatialimages.SpatialImage, list[str]]:
     return image, [f"{state} though named {path.suffix}: read by its content (rename it to match)"]
 
 
+def unplaced(image: nib.spatialimages.SpatialImage) -> list[str]:
+    """A note when a NIfTI header places the image nowhere (qform and sform codes 0): nibabel then assumes the
+    ANALYZE convention (first axis stored right to left), so left and right are a guess."""
+    header = image.header
+    if not isinstance(header, nib.Nifti1Header) or header["qform_code"] or header["sform_code"]:
+        return []
+    return ["the header gives no orientation (qform and sform codes 0): read as ANALYZE-style radiological order, "
+            "so left-right is a guess (`brainkit orient` checks it)"]
+
+
 def load_volume(path: Path, rel_path: Path, check: bool = True) -> Scan:
     """Read a NIfTI/MGZ file as a 3D float32 Scan; raise BadInputError with advice if unusable."""
     if path.is_symlink() and not path.exists():
@@ -74,7 +84,7 @@ def load_volume(path: Path, rel_path: Path, check: bool = True) -> Scan:
     except (OSError, ValueError) as err:
         raise BadInputError(path, f"unreadable image ({err}): copy or export it again") from err
     data, warnings = to_3d(np.asarray(raw, dtype=np.float32), path)
-    warnings = notes + warnings
+    warnings = notes + unplaced(image) + warnings
     affine = np.asarray(image.affine, dtype=np.float64)
     if check:
         check_geometry(affine, path)
