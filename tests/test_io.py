@@ -388,3 +388,17 @@ def test_a_header_that_places_the_image_nowhere_says_left_right_is_a_guess(tmp_p
     assert any("gives no orientation (qform and sform codes 0)" in note
                for note in load(tmp_path / "analyze_like.nii.gz").warnings)
     assert load(save_nifti(tmp_path / "placed.nii.gz", blob_volume())).warnings == []
+
+
+def test_a_bids_dataset_is_searched_without_its_derivatives_and_sourcedata(tmp_path):
+    root = tmp_path / "ds"
+    root.mkdir()
+    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    save_nifti(root / "sub-01" / "anat" / "sub-01_T1w.nii.gz", blob_volume())
+    save_nifti(root / "derivatives" / "seg" / "sub-01" / "anat" / "sub-01_dseg.nii.gz", blob_volume(seed=1))
+    (root / "sourcedata" / "sub-01").mkdir(parents=True)
+    dicom_slice(root / "sourcedata" / "sub-01" / "im0.dcm", np.zeros((4, 4)), 0.0)
+    assert rel_paths([root]) == ["sub-01/anat/sub-01_T1w"]
+    assert rel_paths([root / "derivatives"]) == ["seg/sub-01/anat/sub-01_dseg"]  # given itself, it is searched
+    (root / "dataset_description.json").unlink()  # not a BIDS root: every folder is data
+    assert len(rel_paths([root])) == 3

@@ -13,6 +13,9 @@ from brainkit.io.scan import IMAGE_SUFFIXES, Scan, strip_image_suffix
 
 MISSING = "no such file or folder: check the path"
 NO_IMAGE = "no NIfTI, MGZ or DICOM image in this folder or below it: check the path"
+# Below a BIDS dataset's root, as BIDS apps do: processed results and the raw data the dataset was made from
+# (label maps and masks would fail as inputs; source DICOMs would be the dataset's scans a second time)
+NOT_BIDS_DATA = ("derivatives", "sourcedata")
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,9 @@ def is_image_file(path: Path) -> bool:
 def _walk(root: Path, skip: str) -> list[InputItem]:
     items: list[InputItem] = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and os.path.abspath(os.path.join(folder, d)) != skip)
+        bids_root = "dataset_description.json" in files
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (bids_root and d in NOT_BIDS_DATA)
+                         and os.path.abspath(os.path.join(folder, d)) != skip)
         here = Path(folder)
         paths = [here / name for name in sorted(files) if not name.startswith(".")]
         items += [InputItem(p, root, "volume") for p in paths if is_image_file(p)]
@@ -84,7 +89,8 @@ def discover(inputs: list[str | Path], outputs: str | Path | None = None) -> lis
     Several inputs keep their paths below the folder they share (one input: below itself, or a file's folder), so
     two `T1.nii.gz` in different folders never share an output (`a/T1_seg.nii.gz`, `b/T1_seg.nii.gz`). A search
     of a folder leaves out the folder `outputs` (a command's -o) inside it: a rerun of `brainkit run . -o out`
-    must not take its own results for inputs."""
+    must not take its own results for inputs. Below a BIDS dataset's root, `derivatives/` and `sourcedata/` are
+    not searched (give such a folder itself to process it)."""
     skip = os.path.abspath(outputs) if outputs is not None else ""
     items = [item for given in inputs for item in _expand(Path(given), skip)]
     if len(inputs) > 1 and items:
