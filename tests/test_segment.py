@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -360,3 +362,17 @@ def test_load_model_runs_the_top_block_channels_last_only_where_inference_is_flo
     model = segment.load_model()
     converted = any(isinstance(module, ChannelsLastInstanceNorm3d) for module in model.modules())
     assert converted is not bf16
+
+
+def test_each_series_of_a_dicom_folder_gets_its_own_volumes_row_name(tmp_path, monkeypatch):
+    from brainkit.io.discover import discover, load_item
+    from tests.test_io import dicom_slice
+
+    for number, uid in ((3, "1.2.3.3"), (4, "1.2.3.4")):  # two series in one folder, as scanners export them
+        for k in range(4):
+            dicom_slice(tmp_path / f"s{number}_{k}.dcm", np.full((6, 6), 50 + k), 2.0 * k, SeriesInstanceUID=uid,
+                        SeriesNumber=number)
+    monkeypatch.setattr(segment, "predict", lambda scan, model, device: np.zeros(scan.shape, np.int16))
+    (item,) = discover([tmp_path])
+    rows = [segment.process(scan, None, tmp_path / "out") for scan in load_item(item)]
+    assert [Path(row["input"]).name for row in rows] == ["3_t1_mprage", "4_t1_mprage"]  # not the folder twice

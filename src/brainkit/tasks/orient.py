@@ -382,7 +382,7 @@ def report(rows: list[dict], output: Path | None, name: str = "orient_evaluation
 def run_evaluate(args: argparse.Namespace) -> int:
     """Each scan as is (truth: ok) and mirrored (truth: flipped): accuracy, AUROC, uncertain rate, errors."""
     model = load_model(Path(args.weights), device=resolve_device(args.device))
-    outcome = run_over_inputs(args.inputs, lambda scan: (str(scan.source), p_flipped(prepare(scan)[0], model)),
+    outcome = run_over_inputs(args.inputs, lambda scan: (scan.label, p_flipped(prepare(scan)[0], model)),
                               "evaluating", args.quiet, args.verbose, mr_images_only=True)
     rows = evaluation_rows(outcome.results)
     if rows:

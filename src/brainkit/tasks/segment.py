@@ -310,7 +310,7 @@ def process(scan: Scan, model: torch.nn.Module, out_dir: Path, device: torch.dev
     if qc:
         save_overlay(scan.data, labels * np.isin(labels, SUBCORTICAL), scan.affine,
                      scan.output_path(out_dir, "_seg", ".png"), title=scan.stem, cmap="tab20", label_map=True)
-    return {"input": str(scan.source), **label_volumes(labels, scan.affine)}
+    return {"input": scan.label, **label_volumes(labels, scan.affine)}
 
 
 def structure_table(volumes: dict[str, float]) -> list[dict]:

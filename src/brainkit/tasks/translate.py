@@ -149,7 +149,7 @@ def process(scan: Scan, model: torch.nn.Module, out_dir: Path, target: str = "T2
     path = write_nifti(scan.output_path(out_dir, suffix), synthetic, scan.affine, scan.header)
     panels = [(f"input: {scan.label}", scan.data, scan.affine), (f"synthetic {target}", synthetic, scan.affine)]
     montage = save_montage(panels, scan.output_path(out_dir, suffix, ".png"))
-    return {"input": str(scan.source), "output": str(path), "montage": str(montage)}
+    return {"input": scan.label, "output": str(path), "montage": str(montage)}
 
 
 def translate(inputs: list[str | Path], out_dir: str | Path, target: str = "T2", weights: Path | None = None,
