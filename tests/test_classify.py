@@ -104,6 +104,11 @@ def test_train_and_classify_on_a_bids_tree_with_cross_validation(tmp_path):
     # named by the path below the inputs' shared folder (tmp_path), as every per-input output is
     assert (tmp_path / "out" / "bids" / "sub-00_T1w_gradcam.nii.gz").exists()
     assert (tmp_path / "out" / "bids" / "sub-00_T1w_gradcam.png").exists()
+    # a folder gives a row per scan in it, as every command's folder input does (not its first scan alone)
+    result = brainkit("classify", str(data), "--model", str(model), "-o", str(tmp_path / "folder"))
+    with open(tmp_path / "folder" / "predictions.csv") as handle:
+        names = [Path(row["input"]).name for row in csv.DictReader(handle)]
+    assert result.returncode == 0 and names == sorted(p.name for p in data.glob("sub-*_T1w.nii.gz"))
 
 
 def test_rsna_layout_trains_and_classifies_in_seed_mode(tmp_path, shared_data):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from brainkit.batch import describe_error, print_failures, progress_bar
+from brainkit.batch import describe_error, print_failures, progress_bar, run_over_inputs
 from brainkit.errors import BadInputError, BrainkitError
 from brainkit.io import Scan
 from brainkit.io.discover import discover, load_item, names_below_shared_folder
@@ -124,9 +124,9 @@ def first_volume(path: Path) -> Scan:
     raise BadInputError(path, "no image found: give a NIfTI/MGZ file or a folder of one DICOM series")
 
 
-def volume_channel(path: Path, prep: Preprocessing) -> tuple[np.ndarray, Scan, Geometry]:
+def volume_channel(source: Path | Scan, prep: Preprocessing) -> tuple[np.ndarray, Scan, Geometry]:
     """RAS, `spacing` mm, a `shape` box centred on the head, [0, 1] (0.5-99.5 percentiles)."""
-    scan = first_volume(path)
+    scan = source if isinstance(source, Scan) else first_volume(source)
     geometry = Geometry(Grid(scan.shape, scan.affine)).to_ras().resample(prep.spacing)
     volume = geometry.apply(scan.data)
     start, stop = foreground_bbox(volume)
@@ -202,7 +202,8 @@ def channel_paths(path: Path, prep: Preprocessing) -> list[Path]:
     return [path / s for s in prep.sequences]
 
 
-def model_input(paths: list[Path], prep: Preprocessing) -> tuple[torch.Tensor, Scan | None, Geometry | None]:
+def model_input(paths: list[Path] | list[Scan], prep: Preprocessing
+                ) -> tuple[torch.Tensor, Scan | None, Geometry | None]:
     """(C, D, H, W) tensor of one example, with the first channel's scan and geometry (volume mode)."""
     if prep.mode == "seed":
         return torch.from_numpy(np.stack([seed_channel(p, prep) for p in paths])), None, None
@@ -549,24 +550,36 @@ def save_cam(model: torch.nn.Module, tensor: torch.Tensor, scan: Scan | None, ge
 
 def classify(inputs: list[str | Path], model_dir: str | Path, out_dir: str | Path, explain: bool = False,
              device: str = "auto", quiet: bool = True, verbose: bool = False) -> tuple[list[dict], list]:
-    """Python API of `brainkit classify`: `predictions.csv` (input, p_<class>..., prediction)."""
+    """Python API of `brainkit classify`: `predictions.csv` (input, p_<class>..., prediction). A single-channel
+    volume model takes every scan a file or folder holds (every series of a DICOM folder), as the other jobs do; a
+    multi-sequence or seed-mode model takes each input as one subject or series folder."""
     folder, out = model_folder(model_dir), Path(out_dir)
     config = ModelConfig.load(folder)
+    prep = config.preprocessing
     model = load_weights(build_model(config), folder / WEIGHTS, "classify", resolve_device(device))
-    rows, failures = [], []
-    with progress_bar(quiet) as progress:
-        task = progress.add_task("classify", total=len(inputs))
-        for source, name in zip(map(Path, inputs), names_below_shared_folder(inputs), strict=True):
-            try:
-                tensor, scan, geometry = model_input(channel_paths(source, config.preprocessing), config.preprocessing)
-                p = probabilities(model, tensor[None], config.classes)[0]
-                rows.append({"input": str(source), **{f"p_{c}": round(float(v), 4) for c, v in zip(config.classes, p)},
-                             "prediction": config.classes[int(np.argmax(p))]})
-                if explain:  # named by the input's path below the inputs' shared folder: p1/T1, p2/T1
-                    save_cam(model, tensor, scan, geometry, out / f"{name}_gradcam")
-            except Exception as err:  # noqa: BLE001 - one bad input must not stop the batch
-                failures.append(describe_error(err, source, verbose))
-            progress.advance(task)
+
+    def predict_one(name: str, output_name: Path, channels: list[Path] | list[Scan]) -> dict:
+        tensor, scan, geometry = model_input(channels, prep)
+        p = probabilities(model, tensor[None], config.classes)[0]
+        if explain:  # named by the example's path below the inputs' shared folder: p1/T1, p2/T1
+            save_cam(model, tensor, scan, geometry, out / f"{output_name.as_posix()}_gradcam")
+        return {"input": name, **{f"p_{c}": round(float(v), 4) for c, v in zip(config.classes, p)},
+                "prediction": config.classes[int(np.argmax(p))]}
+
+    if prep.mode == "volume" and not prep.sequences:
+        outcome = run_over_inputs(inputs, lambda scan: predict_one(scan.label, scan.rel_path, [scan]), "classify",
+                                  quiet, verbose, mr_images_only=True, outputs=out)
+        rows, failures = outcome.results, outcome.failures
+    else:
+        rows, failures = [], []
+        with progress_bar(quiet) as progress:
+            task = progress.add_task("classify", total=len(inputs))
+            for source, name in zip(map(Path, inputs), names_below_shared_folder(inputs), strict=True):
+                try:
+                    rows.append(predict_one(str(source), name, channel_paths(source, prep)))
+                except Exception as err:  # noqa: BLE001 - one bad input must not stop the batch
+                    failures.append(describe_error(err, source, verbose))
+                progress.advance(task)
     write_csv(out / "predictions.csv", rows, ["input", *[f"p_{c}" for c in config.classes], "prediction"])
     return rows, failures
 
