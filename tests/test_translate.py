@@ -120,6 +120,10 @@ def test_translate_names_a_bad_input_and_goes_on(tmp_path):
     result = brainkit("translate", str(tmp_path / "in"), "--weights", str(weights), "-o", str(tmp_path / "out"))
     assert result.returncode != 0 and "broken.nii.gz" in result.stdout + result.stderr
     assert (tmp_path / "out" / "good_synthT2.nii.gz").exists()
+    assert "good.nii.gz: this T1 has a skull" in result.stderr  # the blob fills over 30% of its field of view
+    save_nifti(tmp_path / "stripped" / "brain.nii.gz", np.pad(brain_like((32, 36, 24)), 12))
+    result = brainkit("translate", str(tmp_path / "stripped"), "--weights", str(weights), "-o", str(tmp_path / "out"))
+    assert result.returncode == 0 and "has a skull" not in result.stderr
 
 
 def test_leave_one_patient_out_pairs_are_co_registered(shared_data):

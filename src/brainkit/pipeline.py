@@ -91,8 +91,7 @@ def translate_step(scan: Scan, out: Path) -> dict:
     if not translate.looks_like_t1(scan.stem):
         return {}
     if not translate.looks_skull_stripped(scan.data):
-        return {"translate_note": "synthetic T2 skipped: this T1 has a skull (the model is trained on skull-stripped "
-                                  "brains; run `brainkit translate` on a skull-stripped T1)"}
+        return {"translate_note": f"synthetic T2 skipped: {translate.SKULL_NOTE}"}
     weights = translate.weights_for("T2")
     model = cached_model("translate", weights, lambda: translate.load_model(weights))
     if model is None:

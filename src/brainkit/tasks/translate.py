@@ -72,6 +72,10 @@ def signal_mask(volume: np.ndarray) -> np.ndarray:
     return np.abs(volume - background) > 1e-3 * float(volume.max() - volume.min())
 
 
+SKULL_NOTE = ("this T1 has a skull, and the model was trained on skull-stripped brains: strip the skull first "
+              "(e.g. SynthStrip, HD-BET) for a faithful synthetic image")
+
+
 def looks_skull_stripped(volume: np.ndarray) -> bool:
     """Whether the signal fills under 30% of the field of view: skull-stripped brains measured 9-17% in the shared
     data, heads 40-99%. A heuristic, used by `brainkit run` to translate only what the model was trained on."""
@@ -158,8 +162,14 @@ def translate(inputs: list[str | Path], out_dir: str | Path, target: str = "T2",
     torch_device = resolve_device(device)
     model = load_model(weights or weights_for(target), torch_device)
     out = Path(out_dir)
-    return run_over_inputs(inputs, lambda scan: process(scan, model, out, target, torch_device),
-                           f"translate -> {target}", quiet, verbose, mr_images_only=True, outputs=out)
+
+    def translate_one(scan: Scan) -> dict:
+        if not quiet and not looks_skull_stripped(scan.data):
+            console.print(f"note {scan.label}: {SKULL_NOTE}", markup=False)
+        return process(scan, model, out, target, torch_device)
+
+    return run_over_inputs(inputs, translate_one, f"translate -> {target}", quiet, verbose, mr_images_only=True,
+                           outputs=out)
 
 
 # ---- metrics (the seed's: per slice and per volume, in [0, 1]) ----------------------------------------------
