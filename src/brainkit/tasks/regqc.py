@@ -550,7 +550,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         pairs = real_test_pairs(Path(args.data))
     if not pairs:
-        raise SystemExit(f"brainkit evaluate regqc: no co-registered pairs under {args.data}/pairs_open_ms_mni")
+        raise SystemExit(f"brainkit evaluate regqc: no co-registered pairs under {args.data}/pairs_open_ms_mni: give "
+                         "--data DIR (the shared data folder) or --pairs PAIRS.csv of your own aligned pairs")
 
     scan_of = functools.cache(load)  # each file read once for its nine moves
 
