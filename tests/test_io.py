@@ -385,9 +385,19 @@ def test_a_series_whose_last_file_was_cut_short_says_so(tmp_path):
 
 def test_a_header_that_places_the_image_nowhere_says_left_right_is_a_guess(tmp_path):
     nib.save(nib.Nifti1Image(blob_volume(), None), tmp_path / "analyze_like.nii.gz")  # qform and sform codes 0
-    assert any("gives no orientation (qform and sform codes 0)" in note
-               for note in load(tmp_path / "analyze_like.nii.gz").warnings)
+    nib.save(nib.AnalyzeImage(blob_volume(), np.eye(4)), tmp_path / "analyze.hdr")  # no orientation field at all
+    for name in ("analyze_like.nii.gz", "analyze.hdr"):
+        assert any("gives no orientation" in note for note in load(tmp_path / name).warnings), name
     assert load(save_nifti(tmp_path / "placed.nii.gz", blob_volume())).warnings == []
+
+
+def test_a_nifti_pair_is_one_input_named_by_its_header(tmp_path):
+    volume = blob_volume()
+    nib.save(nib.Nifti1Pair(volume, np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "spm_T1.hdr")  # and spm_T1.img
+    (item,) = discover([tmp_path])
+    scan = load_item(item)[0]
+    assert scan.stem == "spm_T1" and np.allclose(scan.data, volume) and scan.spacing.tolist() == [2.0, 2.0, 2.0]
+    assert scan.output_path(tmp_path / "out", "_seg") == tmp_path / "out" / "spm_T1_seg.nii.gz"
 
 
 def test_a_bids_dataset_is_searched_without_its_derivatives_and_sourcedata(tmp_path):

@@ -56,13 +56,17 @@ def open_image(path: Path) -> tuple[nib.spatialimages.SpatialImage, list[str]]:
 
 
 def unplaced(image: nib.spatialimages.SpatialImage) -> list[str]:
-    """A note when a NIfTI header places the image nowhere (qform and sform codes 0): nibabel then assumes the
-    ANALYZE convention (first axis stored right to left), so left and right are a guess."""
+    """A note when the header places the image nowhere (an ANALYZE 7.5 header, or NIfTI qform and sform codes 0):
+    nibabel then assumes ANALYZE's order (first axis stored right to left), so left and right are a guess."""
     header = image.header
-    if not isinstance(header, nib.Nifti1Header) or header["qform_code"] or header["sform_code"]:
+    if isinstance(header, nib.Nifti1Header):
+        placed = bool(header["qform_code"] or header["sform_code"])
+    else:
+        placed = not isinstance(header, nib.AnalyzeHeader)
+    if placed:
         return []
-    return ["the header gives no orientation (qform and sform codes 0): read as ANALYZE-style radiological order, "
-            "so left-right is a guess (`brainkit orient` checks it)"]
+    return ["the header gives no orientation (ANALYZE, or NIfTI qform and sform codes 0): read in ANALYZE's "
+            "radiological order, so left-right is a guess (`brainkit orient` checks it)"]
 
 
 def load_volume(path: Path, rel_path: Path, check: bool = True) -> Scan:

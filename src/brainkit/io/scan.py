@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh")
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".hdr")  # .hdr: a NIfTI pair or ANALYZE 7.5 (with its .img)
 
 
 def strip_image_suffix(name: str) -> str:
-    """Return a file name without its image extension (`.nii.gz`, `.nii`, `.mgz`, `.mgh`)."""
+    """Return a file name without its image extension (`.nii.gz`, `.nii`, `.mgz`, `.mgh`, `.hdr`)."""
     lower = name.lower()
     for suffix in IMAGE_SUFFIXES:
         if lower.endswith(suffix):
