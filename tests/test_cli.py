@@ -147,3 +147,10 @@ def test_threads_must_be_a_whole_number_of_at_least_one(tmp_path):
     for bad in ("0", "-2", "two"):
         result = brainkit("info", str(tmp_path), "--threads", bad)
         assert result.returncode == 2 and "--threads" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line_before_any_work(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    for output, reason in ((tmp_path / "a_file", "a file, not a folder"), ("/proc/brainkit_out", "cannot write")):
+        result = brainkit("info", str(tmp_path), "-o", str(output))
+        assert result.returncode == 2 and reason in result.stderr and "Traceback" not in result.stderr

@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(selected).parse_args(argv)
     configure(threads=args.threads, seed=args.seed)
     try:
+        if getattr(args, "output", None):  # every command's -o is a folder
+            from brainkit.io.write import ensure_writable_folder
+
+            ensure_writable_folder(args.output)
         return args.handler(args)
     except BrainkitError as err:  # a problem with the whole command (not one input): one line, no traceback
         console.print(f"brainkit {args.command}: {err}", markup=False)

@@ -13,6 +13,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from brainkit.errors import BrainkitError
+
 
 @contextmanager
 def atomic_path(target: str | Path, suffix: str = ""):
@@ -29,6 +31,21 @@ def atomic_path(target: str | Path, suffix: str = ""):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def ensure_writable_folder(folder: str | Path) -> None:
+    """Create `folder` where needed and check that a file can be made in it: a one-line error before any work
+    rather than a traceback after it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise BrainkitError(folder, "a file, not a folder: give a folder as -o (it is made if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".brainkit_write_check.{secrets.token_hex(6)}"
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        os.unlink(probe)
+    except OSError as err:
+        raise BrainkitError(folder, f"cannot write the output folder here ({err.strerror}): give another -o") from err
 
 
 def write_with(target: str | Path, writer: Callable[[Path], None]) -> Path:
