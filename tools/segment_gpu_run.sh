@@ -8,6 +8,7 @@
 # DEVICE: cuda (default), or cpu for a dry run; TRAIN OPTIONS override the recipe's, as in this dry run:
 #   OUT=runs/dry PYTHON=.venv/bin/python bash tools/segment_gpu_run.sh runs/gpu_kit 20 cpu --patch 64 --batch 1 \
 #       --real-per-step 1 --threads 2
+# brainkit comes from ./src: run it from a checkout that does not change while it runs (a `git worktree`).
 set -euo pipefail
 kit=$1 seconds=$2 device=${3:-cuda}
 shift $(($# < 3 ? $# : 3))
