@@ -73,7 +73,7 @@ def read_dataset(path: Path) -> tuple[Path, pydicom.Dataset | None, str | None]:
     missing = missing_pixel_bytes(dataset)
     if missing:
         return path, None, f"{path.name}: unreadable DICOM (truncated: {missing} bytes of pixel data missing)"
-    if "Rows" in dataset and not PIXEL_KEYWORDS & set(dataset.dir()):
+    if "Rows" in dataset and not any(keyword in dataset for keyword in PIXEL_KEYWORDS):
         return path, None, f"{path.name}: unreadable DICOM (an image without pixel data: cut short before them?)"
     return path, dataset, None
 
