@@ -256,9 +256,10 @@ def regqc(pairs: list[tuple[str, str]], out_dir: str | Path, device: str = "auto
     results, failures = [], []
     with progress_bar(quiet) as progress:
         task = progress.add_task("regqc", total=len(pairs))
-        for names, (fixed_path, moving_path), picture in zip(pairs, files, picture_names(files), strict=True):
+        for (fixed, moving), (fixed_path, moving_path), picture in zip(pairs, files, picture_names(files), strict=True):
             try:
-                result = predict_pair(load(fixed_path), load(moving_path), model, torch_device, names)
+                result = predict_pair(load(fixed_path), load(moving_path), model, torch_device,
+                                      (str(fixed), str(moving)))
                 if result.decision == "misaligned":
                     result.picture = str(save_pair_picture(result, out / "regqc_pictures" / picture))
                 results.append(result)
