@@ -39,11 +39,11 @@ def ensure_writable_folder(folder: str | Path) -> None:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise BrainkitError(folder, "a file, not a folder: give a folder as -o (it is made if missing)")
+    probe = folder / ".brainkit_write_check"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".brainkit_write_check.{secrets.token_hex(6)}"
-        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        os.unlink(probe)
+        with atomic_path(probe):  # makes the folder and a file in it, as every output will be made
+            pass
+        probe.unlink()
     except OSError as err:
         raise BrainkitError(folder, f"cannot write the output folder here ({err.strerror}): give another -o") from err
 
