@@ -305,6 +305,17 @@ def test_real_patches_are_crops_mirrored_with_left_and_right_labels_swapped():
     assert any(left_brighter) and not all(left_brighter)  # some patches were mirrored (image with labels), some not
 
 
+def test_label_maps_join_the_shared_ones_in_the_training_bank(tmp_path):
+    extra = np.zeros((40, 40, 40), np.int16)
+    extra[8:20, 8:32, 8:32], extra[20:32, 8:32, 8:32], extra[12:16, 14:18, 14:18] = 2, 41, 17  # a left hippocampus
+    path = save_nifti(tmp_path / "fused" / "scan_seg.nii.gz", extra)
+    shared = segment.training_bank(toy_label_maps(tmp_path))
+    bank = segment.training_bank(tmp_path, [path])
+    assert len(bank.maps) == len(shared.maps) + 1 and 17 not in shared.values
+    labels_of = [set(bank.values[np.unique(m.numpy())].tolist()) for m in bank.maps]
+    assert 17 in labels_of[-1] and not any(17 in labels for labels in labels_of[:-1])  # shared maps first
+
+
 def test_training_batches_add_the_real_patches_to_each_step(tmp_path):
     batch_for = segment.training_batches(toy_label_maps(tmp_path), batch=1, patches=(16,), real=[toy_real_pair()],
                                          real_per_step=2)

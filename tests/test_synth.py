@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from brainkit.synth import LabelBank, SynthConfig, SynthEngine, random_shape_labels, shared_label_maps
+from brainkit.synth import LabelBank, SynthConfig, SynthEngine, label_map_files, random_shape_labels, shared_label_maps
 from brainkit.synth.spatial import control_points, dense, log_uniform, mapped_points, smooth_displacement
 from tests.conftest import toy_bank
 
@@ -217,3 +217,14 @@ def test_shared_label_maps_are_every_image_in_the_folder_and_none_is_a_clear_exi
     for name in ("b.nii.gz", "a.nii", "c.mgz", "labels_table.txt"):
         (folder / name).touch()
     assert [path.name for path in shared_label_maps(tmp_path)] == ["a.nii", "b.nii.gz", "c.mgz"]
+
+
+def test_label_map_files_take_files_as_given_and_search_folders(tmp_path):
+    for name in ("maps/b_seg.nii.gz", "maps/sub/a_seg.mgz", "maps/notes.txt", "one.nii"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+    found = label_map_files([tmp_path / "one.nii", tmp_path / "maps"])
+    assert [path.relative_to(tmp_path).as_posix() for path in found] == ["one.nii", "maps/b_seg.nii.gz",
+                                                                        "maps/sub/a_seg.mgz"]
+    with pytest.raises(SystemExit, match="no label maps in .*missing"):
+        label_map_files([tmp_path / "missing"])

@@ -42,6 +42,18 @@ def shared_label_maps(data: Path) -> list[Path]:
     return maps
 
 
+def label_map_files(paths: list[str | Path]) -> list[Path]:
+    """The label maps named by `paths` (`--label-maps`): files as given, folders searched recursively (sorted);
+    a one-line exit for a path that is missing or holds none."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        maps = [path] if path.is_file() else sorted(p for p in path.rglob("*") if is_image_file(p))
+        if not maps:
+            raise SystemExit(f"no label maps in {path}: give NIfTI or MGZ label maps, or folders of them")
+        found += maps
+    return found
+
+
 @dataclass
 class LabelBank:
     """Label maps on one grid, ready for batched generation (see module docstring)."""

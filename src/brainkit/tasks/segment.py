@@ -31,7 +31,7 @@ from brainkit.report.figures import save_overlay
 from brainkit.runtime import bf16_autocast, console, native_bf16, resolve_device
 from brainkit.spatial import NEAREST, Geometry, Grid, foreground_bbox
 from brainkit.spatial.symmetry import midplane_voxel_map
-from brainkit.synth import LabelBank, SynthConfig, SynthEngine, shared_label_maps
+from brainkit.synth import LabelBank, SynthConfig, SynthEngine, label_map_files, shared_label_maps
 from brainkit.synth.intensity import bias_field, gamma_and_noise, normalise
 from brainkit.synth.labels import LEFT_RIGHT_PAIRS, RIGHT_TO_LEFT
 from brainkit.tasks import Task
@@ -333,9 +333,10 @@ def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto",
 
 # ---- training (synthetic images from the real label maps) ----------------------------------------------------
 
-def training_bank(data: Path) -> LabelBank:
-    """The label maps of `<data>/synthseg_label_maps` at 1 mm, in aseg numbers, lateralised."""
-    maps = shared_label_maps(data)
+def training_bank(data: Path, extra: Sequence[Path] = ()) -> LabelBank:
+    """The label maps of `<data>/synthseg_label_maps`, then the `extra` ones (`--label-maps`), at 1 mm, in aseg
+    numbers, lateralised."""
+    maps = shared_label_maps(data) + list(extra)
     loaded = LabelBank.from_files(maps, spacing=SPACING, shape=TRAINING_BOX)
     numbered = [lateralise(loaded.values[m.numpy()].astype(np.int32)) for m in loaded.maps[:, 0]]
     return LabelBank.from_arrays(numbered, SPACING, loaded.affine)
@@ -349,7 +350,7 @@ def training_config(side: int) -> SynthConfig:
 
 def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1], mirror: float = 0.0,
                      device: torch.device | str = "cpu", real: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
-                     real_per_step: int = 0):
+                     real_per_step: int = 0, label_maps: Sequence[Path] = ()):
     """`batch_for(step, generator)`: synthetic cubic patches at 1 mm centred up to 40 mm (per axis) from the head's
     centre (so the brain's edges and the background are seen too, not only the deep grey nuclei), half of them
     skull-stripped, and their class maps. Each step draws its patch side from `patches`; several sides teach the
@@ -359,12 +360,12 @@ def training_batches(data: Path, batch: int, patches: tuple[int, ...] = PATCH[:1
     draws stay those of earlier runs). The engine draws on `device` (a GPU synthesises its own batches: on the CPU
     they would starve it); there each step's generator seeds a generator of that device. With `real` pairs
     (`self_labelled`), every step also takes `real_per_step` patches of them (`real_patch`), cut and augmented on
-    `device` too."""
+    `device` too. `label_maps` join the shared ones in the engine's bank (`training_bank`)."""
     smallest_box = min((min(image.shape) for image, _ in real), default=0)
     if real_per_step and max(patches) > smallest_box:
         raise SystemExit(f"brainkit train segment: with --real, patches can be at most {smallest_box} mm (the "
                          "smallest side of a real scan's head box)")
-    bank = training_bank(data)
+    bank = training_bank(data, label_maps)
     lookup = torch.from_numpy(class_lookup(bank.values)).to(device)
     swapped = torch.tensor(mirrored_classes(), device=device)
     engines = [SynthEngine(bank, training_config(side), device=device) for side in patches]
@@ -447,7 +448,7 @@ def run_train(args: argparse.Namespace) -> int:
         real = self_labelled(args.real, load_model(Path(args.init), device), device, args.quiet,
                              Path(args.real_labels) if args.real_labels else None)
     batches = training_batches(Path(args.data), args.batch, tuple(args.patch), args.mirror, device, real,
-                               args.real_per_step if real else 0)
+                               args.real_per_step if real else 0, label_map_files(args.label_maps))
     train_and_save("segment", build_model(), batches, loss, args, every=(25, 5, 0))
     return 0
 
@@ -469,6 +470,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                              "laid out as `brainkit segment -o FOLDER` writes them): train on these instead")
     parser.add_argument("--real-per-step", type=int, default=1,
                         help="real patches added to each step's synthetic ones (with --real)")
+    parser.add_argument("--label-maps", nargs="+", default=[], metavar="MAP",
+                        help="more label maps (files or folders; aseg numbers, any grid) for the synthetic images, "
+                             "beside --data's: e.g. a stronger labeller's maps of the --real scans")
 
 
 # ---- evaluation -----------------------------------------------------------------------------------------------
