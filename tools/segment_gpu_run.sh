@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Stage 10's recipe on the kit's fused labels, fitted to one call on a lent GPU (docs/segment_experiments.md, "The next
-# run"): unpack the kit (tools/segment_gpu_kit.py), time 30 steps, then train as many steps as SECONDS allow, the
-# cosine decay reaching zero at the last one. Writes segment.pt, log.jsonl and timing.jsonl to $OUT.
+# Stage 11's recipe on the kit's fused labels (as real patches and in the synth bank), fitted to one call on a lent
+# GPU (docs/segment_experiments.md, "The next run"): unpack the kit (tools/segment_gpu_kit.py), time 30 steps, then
+# train as many steps as SECONDS allow, the cosine decay reaching zero at the last one. Writes segment.pt, log.jsonl
+# and timing.jsonl to $OUT.
 #
 #   bash tools/segment_gpu_run.sh KIT SECONDS [DEVICE [TRAIN OPTIONS...]]
 #
@@ -26,8 +27,8 @@ gzip -1 "$work"/labels/*.nii
 overrides=("$@")
 train() {
     "$python" -m brainkit.cli train segment --data "$work" --real "$work/t1" --real-labels "$work/labels" \
-        --real-per-step 4 --batch 4 --patch 128 --mirror 0.5 --device "$device" --threads 8 --bf16 \
-        --seed 96 --lr 2e-4 --schedule cosine --quiet "${overrides[@]}" "$@"
+        --label-maps "$work/labels" --real-per-step 4 --batch 4 --patch 128 --mirror 0.5 --device "$device" \
+        --threads 8 --bf16 --seed 96 --lr 2e-4 --schedule cosine --quiet "${overrides[@]}" "$@"
 }
 
 train -o "$work/timing" --steps 30
