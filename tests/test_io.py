@@ -344,6 +344,15 @@ def test_a_folder_search_leaves_out_the_output_folder_inside_it(tmp_path):
     assert [item.rel_path.as_posix() for item in discover([tmp_path / "data"], tmp_path / "data" / "out")] == ["scan"]
 
 
+def test_a_search_of_the_output_folder_itself_leaves_out_only_what_the_command_writes(tmp_path):
+    for name in ("a/scan", "a/scan_seg", "a/scan_brain", "converted/series"):
+        save_nifti(tmp_path / f"{name}.nii.gz", blob_volume())
+    found = discover([tmp_path], tmp_path, ("*_seg.nii.gz", "converted/*"))
+    assert [item.rel_path.as_posix() for item in found] == ["a/scan", "a/scan_brain"]
+    assert len(discover([tmp_path], tmp_path / "elsewhere", ("*_seg.nii.gz",))) == 4  # not the output folder
+    assert len(discover([tmp_path / "a" / "scan_seg.nii.gz"], tmp_path, ("*_seg.nii.gz",))) == 1  # given by name
+
+
 def test_a_broken_link_says_to_fetch_the_file_as_datalad_datasets_need(tmp_path):
     (tmp_path / "sub-01_T1w.nii.gz").symlink_to(tmp_path / ".git" / "annex" / "objects" / "key.nii.gz")
     (item,) = discover([tmp_path])

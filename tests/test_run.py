@@ -12,7 +12,16 @@ from types import SimpleNamespace
 import pytest
 
 from brainkit.io.discover import InputItem
-from brainkit.pipeline import CACHE, cache_stamp, cached_result, reference_first, run_pipeline, session_of
+from brainkit.pipeline import (
+    CACHE,
+    cache_stamp,
+    cached_result,
+    reference_first,
+    run_pipeline,
+    session_of,
+    volumes_to_process,
+)
+from tests.conftest import blob_volume, save_nifti
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +187,10 @@ def test_a_pair_regqc_cannot_judge_is_a_note_on_the_scan_and_a_failure_not_a_sil
     assert scans[0]["regqc_note"] == "not checked against sub-1_T1w.nii.gz: the fixed image shows no head"
     assert scans[2]["regqc"]["decision"] == "aligned" and scans[2]["regqc"]["fixed_name"] == "sub-1_T1w.nii.gz"
     assert "regqc" not in scans[1] and "regqc_note" not in scans[1]  # the reference itself
+
+
+def test_a_run_into_its_own_input_folder_does_not_take_its_earlier_outputs_for_scans(tmp_path):
+    for name in ("sub-01/T1", "sub-01/T1_seg", "sub-01/T1_synthT2", "sub-01/T1_gradcam", "converted/dicom/series"):
+        save_nifti(tmp_path / f"{name}.nii.gz", blob_volume())
+    items, failures = volumes_to_process([tmp_path], tmp_path)
+    assert [item.rel_path.as_posix() for item in items] == ["sub-01/T1"] and failures == []

@@ -239,6 +239,19 @@ def test_segment_cli_run_again_into_a_folder_inside_its_input_does_not_take_its_
     assert len((tmp_path / "data" / "out" / "volumes.csv").read_text().splitlines()) == 2
     assert sorted(p.name for p in (tmp_path / "data" / "out").rglob("*.nii.gz")) == ["T1_seg.nii.gz"]
 
+
+def test_segment_cli_run_again_into_its_input_folder_leaves_its_earlier_labels_alone(tmp_path):
+    from brainkit.weights import save_weights
+    from tests.test_cli import brainkit
+
+    weights = save_weights(segment.build_model(), tmp_path / "w.pt")
+    save_nifti(tmp_path / "data" / "T1.nii.gz", blob_volume((24, 28, 20)))
+    for _ in range(2):  # the second run used to refuse T1_seg.nii.gz as a label map and exit 1
+        result = brainkit("segment", str(tmp_path / "data"), "--weights", str(weights), "-o", str(tmp_path / "data"))
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert len((tmp_path / "data" / "volumes.csv").read_text().splitlines()) == 2
+    assert sorted(p.name for p in (tmp_path / "data").rglob("*.nii.gz")) == ["T1.nii.gz", "T1_seg.nii.gz"]
+
 def test_bundled_model_on_a_real_labelled_t1(shared_data):
     folder = shared_data / "seg_freesurfer" / "niivue_norm"
     scan, truth = segment.load(folder / "norm.mgz"), segment.load(folder / "aparc.a2009s+aseg.mgz")

@@ -56,12 +56,13 @@ def progress_bar(quiet: bool) -> Progress:
 
 def run_over_inputs(inputs: Iterable[str | Path], work: Callable[[Scan], Result], description: str = "scans",
                     quiet: bool = False, verbose: bool = False, mr_images_only: bool = False,
-                    outputs: str | Path | None = None) -> BatchOutcome[Result]:
+                    outputs: str | Path | None = None, written: tuple[str, ...] = ()) -> BatchOutcome[Result]:
     """Load every input and call `work` on each scan; failures are collected, never raised. With
     `mr_images_only`, label maps and masks (often in the same folders as the scans) are refused before `work`.
-    `outputs`, the command's output folder, is never searched for inputs."""
+    `outputs`, the command's output folder, is never searched for inputs; when it is the folder given, the images
+    there named as the command names its own (`written`, e.g. `*_seg.nii.gz`) are left out (`discover`)."""
     outcome: BatchOutcome[Result] = BatchOutcome()
-    items: list[InputItem] = discover(list(inputs), outputs)
+    items: list[InputItem] = discover(list(inputs), outputs, written)
     with progress_bar(quiet) as progress:
         task = progress.add_task(description, total=len(items))
         for item in items:

@@ -34,20 +34,25 @@ from brainkit.runtime import console, release_freed_memory
 from brainkit.tasks import Task
 
 CACHE = ".brainkit_run"
+CONVERTED = "converted"  # DICOM series as NIfTI, below -o
 _models: dict[str, object] = {}  # per process: each job's model, loaded once
 
 
 def volumes_to_process(inputs: list[str | Path], out: Path) -> tuple[list[InputItem], list[Failure]]:
-    """Image files to process: NIfTI/MGZ as found, DICOM folders converted first (under DIR/converted)."""
+    """Image files to process: NIfTI/MGZ as found, DICOM folders converted first (under DIR/converted). What an
+    earlier run wrote into `out` is not searched for inputs, even when `out` is the folder given."""
+    from brainkit.tasks import orient, segment, translate
+
+    written_before = (*orient.OUTPUT_IMAGES, *segment.OUTPUT_IMAGES, *translate.OUTPUT_IMAGES, f"{CONVERTED}/*")
     items, failures = [], []
-    for item in discover(inputs, out):
+    for item in discover(inputs, out, written_before):
         if item.kind == "volume":
             items.append(item)
         elif item.kind == "dicom":
-            target = out / "converted" / item.rel_path.parent
+            target = out / CONVERTED / item.rel_path.parent
             written, refused, _ = convert([item.path], target)
             failures += refused
-            items += [InputItem(w.nifti, out / "converted", "volume") for w in written]
+            items += [InputItem(w.nifti, out / CONVERTED, "volume") for w in written]
         else:
             failures.append(Failure(str(item.path), item.problem))
     return items, failures

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from fnmatch import fnmatch
 from pathlib import Path
 
 from brainkit.errors import BadInputError
@@ -42,7 +44,15 @@ def is_image_file(path: Path) -> bool:
     return path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def _walk(root: Path, skip: str) -> list[InputItem]:
+def earlier_output(path: Path, outputs: str, written: Sequence[str]) -> bool:
+    """True for a file at or below the folder `outputs` whose path there matches one of the patterns `written`
+    (fnmatch; `*` spans folders): what an earlier run of the same command wrote."""
+    rel = os.path.relpath(os.path.abspath(path), outputs) if outputs else os.pardir
+    outside = rel == os.pardir or rel.startswith(os.pardir + os.sep)
+    return not outside and any(fnmatch(Path(rel).as_posix(), pattern) for pattern in written)
+
+
+def _walk(root: Path, skip: str, written: Sequence[str]) -> list[InputItem]:
     items: list[InputItem] = []
     for folder, dirs, files in os.walk(root):
         bids_root = "dataset_description.json" in files
@@ -50,17 +60,19 @@ def _walk(root: Path, skip: str) -> list[InputItem]:
                          and os.path.abspath(os.path.join(folder, d)) != skip)
         here = Path(folder)
         paths = [here / name for name in sorted(files) if not name.startswith(".")]
-        items += [InputItem(p, root, "volume") for p in paths if is_image_file(p)]
+        items += [InputItem(p, root, "volume") for p in paths
+                  if is_image_file(p) and not earlier_output(p, skip, written)]
         if any(looks_like_dicom(p) for p in paths if not is_image_file(p)):
             items.append(InputItem(here, root, "dicom"))
     return items
 
 
-def _expand(path: Path, skip: str) -> list[InputItem]:
+def _expand(path: Path, skip: str, written: Sequence[str]) -> list[InputItem]:
     """The items one command-line input holds, rooted at the folder given, or at a file's own folder; a folder
-    that holds no image is a failing item (exit 1, not a silent success). The folder `skip` is not searched."""
+    that holds no image is a failing item (exit 1, not a silent success). The folder `skip` is not searched, and
+    where a search passes through it (it is the folder given) the files matching `written` are left out."""
     if path.is_dir():
-        return _walk(path, skip) or [InputItem(path, path, "missing", NO_IMAGE)]
+        return _walk(path, skip, written) or [InputItem(path, path, "missing", NO_IMAGE)]
     if path.is_file() and not is_image_file(path) and looks_like_dicom(path):
         return [InputItem(path.parent, path.parent.parent, "dicom")]
     if path.is_file():
@@ -83,16 +95,19 @@ def _without_clashes(items: list[InputItem]) -> list[InputItem]:
     return kept
 
 
-def discover(inputs: list[str | Path], outputs: str | Path | None = None) -> list[InputItem]:
+def discover(inputs: list[str | Path], outputs: str | Path | None = None,
+             written: Sequence[str] = ()) -> list[InputItem]:
     """Expand command-line inputs into items, in a stable order; missing paths become failing items.
 
     Several inputs keep their paths below the folder they share (one input: below itself, or a file's folder), so
     two `T1.nii.gz` in different folders never share an output (`a/T1_seg.nii.gz`, `b/T1_seg.nii.gz`). A search
     of a folder leaves out the folder `outputs` (a command's -o) inside it: a rerun of `brainkit run . -o out`
-    must not take its own results for inputs. Below a BIDS dataset's root, `derivatives/` and `sourcedata/` are
-    not searched (give such a folder itself to process it)."""
+    must not take its own results for inputs. When `outputs` is the folder searched (`brainkit segment data -o
+    data`), the files there that match `written`, the command's own output names (`*_seg.nii.gz`), are left out
+    for the same reason; a file given by name is always taken. Below a BIDS dataset's root, `derivatives/` and
+    `sourcedata/` are not searched (give such a folder itself to process it)."""
     skip = os.path.abspath(outputs) if outputs is not None else ""
-    items = [item for given in inputs for item in _expand(Path(given), skip)]
+    items = [item for given in inputs for item in _expand(Path(given), skip, written)]
     if len(inputs) > 1 and items:
         shared = Path(os.path.commonpath([os.path.abspath(item.root) for item in items]))
         items = [replace(item, root=shared) for item in items]

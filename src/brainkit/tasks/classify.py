@@ -39,6 +39,7 @@ from brainkit.weights import FOLDER, load_weights
 
 CONFIG = "config.json"
 WEIGHTS = "classify.pt"
+OUTPUT_IMAGES = ("*_gradcam.nii.gz",)  # written below -o with --explain, never read back as input (`discover`)
 CAM_LAYER = "layer3"  # finer than layer4, whose map is 2^3 voxels for a 48^3 input
 
 
@@ -568,7 +569,7 @@ def classify(inputs: list[str | Path], model_dir: str | Path, out_dir: str | Pat
 
     if prep.mode == "volume" and not prep.sequences:
         outcome = run_over_inputs(inputs, lambda scan: predict_one(scan.label, scan.rel_path, [scan]), "classify",
-                                  quiet, verbose, mr_images_only=True, outputs=out)
+                                  quiet, verbose, mr_images_only=True, outputs=out, written=OUTPUT_IMAGES)
         rows, failures = outcome.results, outcome.failures
     else:
         rows, failures = [], []

@@ -44,6 +44,7 @@ from brainkit.weights import FOLDER, load_weights, read_state, save_weights
 SPACING = 3.0
 SHAPE = (64, 64, 64)
 WEIGHTS = FOLDER / "orient.pt"
+OUTPUT_IMAGES = ("*_gradcam.nii.gz", "*_lrfixed.nii.gz")  # written below -o, never read back as input (`discover`)
 # p_flipped strictly inside -> "uncertain". Calibrated on the held-out predictions of the 5-fold cross-validation
 # (model card): the narrowest band, in steps of 0.05 around 0.5, that leaves at most 5% of them confidently wrong.
 UNCERTAIN_BAND = (0.05, 0.95)
@@ -145,7 +146,7 @@ def orient(inputs: list[str | Path], out_dir: str | Path, device: str = "auto", 
     model = load_model(weights, device=torch_device)
     out = Path(out_dir)
     outcome = run_over_inputs(inputs, lambda scan: process(scan, model, out, torch_device, explain, fix), "orient",
-                              quiet, verbose, mr_images_only=True, outputs=out)
+                              quiet, verbose, mr_images_only=True, outputs=out, written=OUTPUT_IMAGES)
     write_csv(out / "orientation.csv", [vars(result) for result in outcome.results], COLUMNS)
     return outcome
 

@@ -55,6 +55,7 @@ SPACING = 1.0
 # brain tilted 30 degrees (about 200 mm high); a neck and shoulders below it would cost a third row of windows
 HEAD_HEIGHT = 224
 WEIGHTS = FOLDER / "segment.pt"
+OUTPUT_IMAGES = ("*_seg.nii.gz",)  # what a run writes below -o, never read back as input (`discover`)
 TRAINING_BOX = (176, 208, 176)  # 1 mm grid the training label maps are put on
 
 
@@ -326,7 +327,7 @@ def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto",
     model = load_model(weights, device=torch_device)
     out = Path(out_dir)
     outcome = run_over_inputs(inputs, lambda scan: process(scan, model, out, torch_device, qc), "segment", quiet,
-                              verbose, mr_images_only=True, outputs=out)
+                              verbose, mr_images_only=True, outputs=out, written=OUTPUT_IMAGES)
     write_csv(out / "volumes.csv", outcome.results, VOLUME_COLUMNS)
     return outcome
 

@@ -37,6 +37,7 @@ SPACING = 1.0
 MULTIPLE = 8  # the UNet halves the in-plane size three times
 PATCH = (128, 128, 2 * CONTEXT + 1)
 PAIRS = "pairs_open_ms_mni"
+OUTPUT_IMAGES = ("*_synth*.nii.gz",)  # what a run writes below -o, never read back as input (`discover`)
 
 
 def looks_like_t1(name: str) -> bool:
@@ -169,7 +170,7 @@ def translate(inputs: list[str | Path], out_dir: str | Path, target: str = "T2",
         return process(scan, model, out, target, torch_device)
 
     return run_over_inputs(inputs, translate_one, f"translate -> {target}", quiet, verbose, mr_images_only=True,
-                           outputs=out)
+                           outputs=out, written=OUTPUT_IMAGES)
 
 
 # ---- metrics (the seed's: per slice and per volume, in [0, 1]) ----------------------------------------------
