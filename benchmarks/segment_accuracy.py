@@ -9,6 +9,10 @@ Test inputs (written to --work, so each row can be re-scored with `brainkit eval
 - both of them again under a strong smooth bias field (`with_bias_field`: 1.5-1.7 times brighter at one side of
   the brain than at the other, as on uncorrected scans from multi-channel head coils): the test scans were
   bias-corrected, so these rows show what the intensity step does when a scan is not.
+- both of them again with 5 mm axial slices (`with_thick_slices`: each 5 slices averaged into one, as a clinical
+  2D acquisition samples the head), segmented on that grid and scored as `brainkit evaluate segment` scores it,
+  the labels resampled (nearest) onto the 1 mm truth: what a user gets from such a scan, the lost resolution
+  included.
 - Colin27 (one person's T1 averaged over 27 scans; the skull-stripped brain and the head) against the AAL atlas
   drawn on it: real T1s labelled by another protocol than FreeSurfer's (AAL's hippocampus, amygdala and thalamus
   are drawn differently), so their Dice compares models with each other, not with FreeSurfer's numbers.
@@ -40,7 +44,9 @@ from common import SHARED_DATA, machine, markdown_table, write_section  # noqa: 
 
 from brainkit.io import Scan, load  # noqa: E402
 from brainkit.io.write import write_nifti  # noqa: E402
+from brainkit.metrics.grids import on_truth_grid  # noqa: E402
 from brainkit.runtime import configure  # noqa: E402
+from brainkit.spatial import NEAREST  # noqa: E402
 from brainkit.synth.contrasts import CONTRASTS, render_contrast  # noqa: E402
 from brainkit.synth.engine import SynthConfig, SynthEngine  # noqa: E402
 from brainkit.synth.labels import LEFT_RIGHT_PAIRS, LabelBank  # noqa: E402
@@ -50,6 +56,7 @@ LIA_1MM = np.array([[-1.0, 0, 0, 80], [0, 0, 1, -112], [0, -1, 0, 96], [0, 0, 0,
 SYNTH_BOX = segment.TRAINING_BOX
 SYNTH_SEEDS = range(4)
 BIAS_STRENGTH = 1.0
+THICK_SLICE_MM = 5
 AAL_TO_ASEG = {77: 10, 78: 49, 71: 11, 72: 50, 73: 12, 74: 51, 75: 13, 76: 52, 37: 17, 38: 53, 41: 18, 42: 54}
 
 
@@ -78,6 +85,22 @@ def with_bias_field(image: Path, out: Path, strength: float = BIAS_STRENGTH) -> 
     field = 0.5 * (y + z) - 0.5 * (x**2 + y**2 + z**2 - 1)
     data = np.asanyarray(volume.dataobj, dtype=np.float32) * np.exp(strength * field / np.abs(field).max())
     nib.save(nib.Nifti1Image(data.astype(np.float32), volume.affine), out)
+    return out
+
+
+def with_thick_slices(image: Path, out: Path, thickness: int = THICK_SLICE_MM) -> Path:
+    """`image` with every `thickness` slices along its most inferior-superior axis averaged into one (the last
+    incomplete group dropped), on a grid whose slices sit at the groups' centres (written to `out`)."""
+    volume = nib.load(image)
+    axis = int(np.argmax(np.abs(volume.affine[2, :3])))
+    data = np.asanyarray(volume.dataobj, dtype=np.float32)
+    count = data.shape[axis] // thickness
+    kept = np.moveaxis(data, axis, 0)[: count * thickness]
+    thick = np.moveaxis(kept.reshape(count, thickness, *kept.shape[1:]).mean(axis=1), 0, axis)
+    affine = volume.affine.copy()
+    affine[:3, 3] += affine[:3, axis] * (thickness - 1) / 2
+    affine[:3, axis] *= thickness
+    nib.save(nib.Nifti1Image(thick, affine), out)
     return out
 
 
@@ -110,6 +133,9 @@ def test_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
     for (_, _, real, real_truth), name in zip(list(rows), ("niivue_norm", "voxelmorph")):
         biased = with_bias_field(real, work / f"{name}_bias.nii.gz")
         rows.append((f"{name}, bias field (real)", "T1", biased, real_truth))
+    for (_, _, real, real_truth), name in zip(rows[:2], ("niivue_norm", "voxelmorph")):
+        thick = with_thick_slices(real, work / f"{name}_thick{THICK_SLICE_MM}mm.nii.gz")
+        rows.append((f"{name}, {THICK_SLICE_MM} mm axial slices (real)", "T1", thick, real_truth))
     rows += colin27_inputs(work)
     for contrast in CONTRASTS:
         rendered = work / f"voxelmorph_{contrast}.nii.gz"
@@ -143,10 +169,13 @@ def predict_and_write(model: torch.nn.Module, scan: Scan, out: Path, window: int
 
 def score(model: torch.nn.Module, image: Path, truth: Path, out: Path, window: int, overlap: float,
           refine: bool) -> list[dict]:
-    """Segment `image` (written under `out`) and score it against `truth` like `brainkit evaluate segment`."""
-    labels = predict_and_write(model, load(image), out, window, overlap, refine)
+    """Segment `image` (written under `out`) and score it against `truth` like `brainkit evaluate segment`: on the
+    truth's grid (the labels resampled, nearest, where the image's grid is another)."""
+    scan = load(image)
+    predict_and_write(model, scan, out, window, overlap, refine)
     reference = load(truth)
-    return segment.dice_and_hd95(labels.astype(int), np.rint(reference.data).astype(int), reference.spacing)
+    labels = on_truth_grid(load(scan.output_path(out, "_seg")), reference, NEAREST)
+    return segment.dice_and_hd95(np.rint(labels).astype(int), np.rint(reference.data).astype(int), reference.spacing)
 
 
 def main() -> None:
