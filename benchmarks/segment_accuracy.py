@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -172,9 +173,9 @@ def score(model: torch.nn.Module, image: Path, truth: Path, out: Path, window: i
     """Segment `image` (written under `out`) and score it against `truth` like `brainkit evaluate segment`: on the
     truth's grid (the labels resampled, nearest, where the image's grid is another)."""
     scan = load(image)
-    predict_and_write(model, scan, out, window, overlap, refine)
+    labels = predict_and_write(model, scan, out, window, overlap, refine)
     reference = load(truth)
-    labels = on_truth_grid(load(scan.output_path(out, "_seg")), reference, NEAREST)
+    labels = on_truth_grid(replace(scan, data=labels), reference, NEAREST)
     return segment.dice_and_hd95(np.rint(labels).astype(int), np.rint(reference.data).astype(int), reference.spacing)
 
 

@@ -47,7 +47,9 @@ def is_image_file(path: Path) -> bool:
 def earlier_output(path: Path, outputs: str, written: Sequence[str]) -> bool:
     """True for a file at or below the folder `outputs` whose path there matches one of the patterns `written`
     (fnmatch; `*` spans folders): what an earlier run of the same command wrote."""
-    rel = os.path.relpath(os.path.abspath(path), outputs) if outputs else os.pardir
+    if not (outputs and written):
+        return False
+    rel = os.path.relpath(os.path.abspath(path), outputs)
     outside = rel == os.pardir or rel.startswith(os.pardir + os.sep)
     return not outside and any(fnmatch(Path(rel).as_posix(), pattern) for pattern in written)
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from brainkit.io import load
-from brainkit.io.discover import is_image_file
+from brainkit.io.discover import discover, is_image_file
 from brainkit.spatial import NEAREST, Geometry, Grid, foreground_bbox
 
 # FreeSurfer aseg left -> right homologues (labels_table.txt of SynthSeg).
@@ -43,11 +43,11 @@ def shared_label_maps(data: Path) -> list[Path]:
 
 
 def label_map_files(paths: list[str | Path]) -> list[Path]:
-    """The label maps named by `paths` (`--label-maps`): files as given, folders searched recursively (sorted);
-    a one-line exit for a path that is missing or holds none."""
+    """The label maps named by `paths` (`--label-maps`): files as given, folders searched as every command searches
+    its inputs (`discover`); a one-line exit for a path that is missing or holds none."""
     found: list[Path] = []
     for path in map(Path, paths):
-        maps = [path] if path.is_file() else sorted(p for p in path.rglob("*") if is_image_file(p))
+        maps = [item.path for item in discover([path]) if item.kind == "volume"]
         if not maps:
             raise SystemExit(f"no label maps in {path}: give NIfTI or MGZ label maps, or folders of them")
         found += maps
