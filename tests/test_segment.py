@@ -247,10 +247,32 @@ def test_segment_cli_run_again_into_its_input_folder_leaves_its_earlier_labels_a
     weights = save_weights(segment.build_model(), tmp_path / "w.pt")
     save_nifti(tmp_path / "data" / "T1.nii.gz", blob_volume((24, 28, 20)))
     for _ in range(2):  # the second run used to refuse T1_seg.nii.gz as a label map and exit 1
-        result = brainkit("segment", str(tmp_path / "data"), "--weights", str(weights), "-o", str(tmp_path / "data"))
+        result = brainkit("segment", str(tmp_path / "data"), "--weights", str(weights), "--1mm", "-o",
+                          str(tmp_path / "data"))
         assert result.returncode == 0, result.stdout + result.stderr
     assert len((tmp_path / "data" / "volumes.csv").read_text().splitlines()) == 2
-    assert sorted(p.name for p in (tmp_path / "data").rglob("*.nii.gz")) == ["T1.nii.gz", "T1_seg.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "data").rglob("*.nii.gz")) == ["T1.nii.gz", "T1_seg.nii.gz",
+                                                                            "T1_seg_1mm.nii.gz"]
+
+
+def test_segment_cli_1mm_writes_the_labels_as_made_over_the_inputs_field_of_view(tmp_path):
+    from brainkit.weights import save_weights
+    from tests.test_cli import brainkit
+
+    weights = save_weights(segment.build_model(), tmp_path / "w.pt")
+    thick = np.diag([-1.5, 1.5, 5.0, 1.0])  # LAS, 5 mm slices
+    save_nifti(tmp_path / "in" / "T1.nii.gz", blob_volume((30, 34, 9)), thick)
+    result = brainkit("segment", str(tmp_path / "in"), "--weights", str(weights), "--1mm", "-o", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    on_input = nib.load(tmp_path / "out" / "T1_seg.nii.gz")
+    fine = nib.load(tmp_path / "out" / "T1_seg_1mm.nii.gz")
+    assert fine.shape == (45, 51, 45) and nib.aff2axcodes(fine.affine) == ("R", "A", "S")
+    assert np.allclose(fine.header.get_zooms(), 1.0) and fine.get_data_dtype() == np.int16
+    # the input grid's labels are the 1 mm labels at its voxel centres (5 mm slices: each centre is a 1 mm one)
+    centres = nib.affines.apply_affine(np.linalg.inv(fine.affine) @ thick, np.indices(on_input.shape).reshape(3, -1).T)
+    sampled = np.asarray(fine.dataobj)[tuple(np.rint(centres).astype(int).T)]
+    assert np.array_equal(sampled, np.asarray(on_input.dataobj).ravel())
+    assert len(np.unique(sampled)) > 1
 
 def test_bundled_model_on_a_real_labelled_t1(shared_data):
     folder = shared_data / "seg_freesurfer" / "niivue_norm"
@@ -396,7 +418,8 @@ def test_each_series_of_a_dicom_folder_gets_its_own_volumes_row_name(tmp_path, m
         for k in range(4):
             dicom_slice(tmp_path / f"s{number}_{k}.dcm", np.full((6, 6), 50 + k), 2.0 * k, SeriesInstanceUID=uid,
                         SeriesNumber=number)
-    monkeypatch.setattr(segment, "predict", lambda scan, model, device: np.zeros(scan.shape, np.int16))
+    monkeypatch.setattr(segment, "label_scan", lambda scan, model, device: segment.ScanLabels(
+        np.zeros(scan.shape, np.int16), segment.Geometry(segment.Grid(scan.shape, scan.affine))))
     (item,) = discover([tmp_path])
     rows = [segment.process(scan, None, tmp_path / "out") for scan in load_item(item)]
     assert [Path(row["input"]).name for row in rows] == ["3_t1_mprage", "4_t1_mprage"]  # not the folder twice

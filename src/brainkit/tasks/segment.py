@@ -55,7 +55,7 @@ SPACING = 1.0
 # brain tilted 30 degrees (about 200 mm high); a neck and shoulders below it would cost a third row of windows
 HEAD_HEIGHT = 224
 WEIGHTS = FOLDER / "segment.pt"
-OUTPUT_IMAGES = ("*_seg.nii.gz",)  # what a run writes below -o, never read back as input (`discover`)
+OUTPUT_IMAGES = ("*_seg.nii.gz", "*_seg_1mm.nii.gz")  # what a run writes below -o, never read back as input
 TRAINING_BOX = (176, 208, 176)  # 1 mm grid the training label maps are put on
 
 
@@ -136,8 +136,32 @@ def mirrored_classes() -> list[int]:
 def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cpu", window: int = PATCH[0],
             overlap: float = OVERLAP, refine: bool = True) -> np.ndarray:
     """Aseg label map on the scan's own grid (int16): `box_labels` of the prepared scan, taken back to its grid."""
+    return label_scan(scan, model, device, window, overlap, refine).on_input_grid()
+
+
+@dataclass
+class ScanLabels:
+    """A scan's aseg labels on the 1 mm box they were made on (`box_labels`), and the geometry of that box."""
+
+    box: np.ndarray
+    geometry: Geometry
+
+    def on_input_grid(self) -> np.ndarray:
+        """The labels on the scan's own grid (nearest)."""
+        return self.geometry.to_input_grid(self.box, NEAREST)
+
+    def at_1mm(self) -> tuple[np.ndarray, np.ndarray]:
+        """The labels as made, on the 1 mm RAS grid over the scan's whole field of view (background outside the
+        head's box), and that grid's affine: sharper than the scan's own grid where its slices are thick."""
+        crop = self.geometry.steps[-1]
+        return crop.invert(self.box), crop.source.affine
+
+
+def label_scan(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cpu", window: int = PATCH[0],
+               overlap: float = OVERLAP, refine: bool = True) -> ScanLabels:
+    """`box_labels` of the `prepare`d scan, with the geometry that takes them back to the scan's grid."""
     tensor, geometry = prepare(scan)
-    return geometry.to_input_grid(box_labels(tensor, model, device, window, overlap, refine), NEAREST)
+    return ScanLabels(box_labels(tensor, model, device, window, overlap, refine), geometry)
 
 
 def box_labels(tensor: torch.Tensor, model: torch.nn.Module, device: torch.device | str = "cpu",
@@ -304,10 +328,14 @@ def label_volumes(labels: np.ndarray, affine: np.ndarray) -> dict[str, float]:
 
 
 def process(scan: Scan, model: torch.nn.Module, out_dir: Path, device: torch.device | str = "cpu",
-            qc: bool = False) -> dict:
-    """Segment one scan: `<stem>_seg.nii.gz` (and the subcortical overlay PNG with `qc`); its volumes row."""
-    labels = predict(scan, model, device)
+            qc: bool = False, at_1mm: bool = False) -> dict:
+    """Segment one scan: `<stem>_seg.nii.gz` (with `qc` the subcortical overlay PNG, with `at_1mm` the labels on
+    their own 1 mm grid, `<stem>_seg_1mm.nii.gz`); its volumes row (from the labels on the scan's grid)."""
+    result = label_scan(scan, model, device)
+    labels = result.on_input_grid()
     write_nifti(scan.output_path(out_dir, "_seg"), labels, scan.affine, scan.header)
+    if at_1mm:
+        write_nifti(scan.output_path(out_dir, "_seg_1mm"), *result.at_1mm())
     if qc:
         save_overlay(scan.data, labels * np.isin(labels, SUBCORTICAL), scan.affine,
                      scan.output_path(out_dir, "_seg", ".png"), title=scan.stem, cmap="tab20", label_map=True)
@@ -321,13 +349,14 @@ def structure_table(volumes: dict[str, float]) -> list[dict]:
 
 
 def segment(inputs: list[str | Path], out_dir: str | Path, device: str = "auto", qc: bool = False,
-            quiet: bool = True, verbose: bool = False, weights: Path = WEIGHTS):
-    """Python API of `brainkit segment`: `<rel>/<stem>_seg.nii.gz` per input and `volumes.csv`."""
+            quiet: bool = True, verbose: bool = False, weights: Path = WEIGHTS, at_1mm: bool = False):
+    """Python API of `brainkit segment`: `<rel>/<stem>_seg.nii.gz` per input (and `<stem>_seg_1mm.nii.gz` with
+    `at_1mm`) and `volumes.csv`."""
     torch_device = resolve_device(device)
     model = load_model(weights, device=torch_device)
     out = Path(out_dir)
-    outcome = run_over_inputs(inputs, lambda scan: process(scan, model, out, torch_device, qc), "segment", quiet,
-                              verbose, mr_images_only=True, outputs=out, written=OUTPUT_IMAGES)
+    outcome = run_over_inputs(inputs, lambda scan: process(scan, model, out, torch_device, qc, at_1mm), "segment",
+                              quiet, verbose, mr_images_only=True, outputs=out, written=OUTPUT_IMAGES)
     write_csv(out / "volumes.csv", outcome.results, VOLUME_COLUMNS)
     return outcome
 
@@ -537,11 +566,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/MGZ files, DICOM or BIDS folders")
     parser.add_argument("-o", "--output", required=True, help="output folder (<stem>_seg.nii.gz, volumes.csv)")
     parser.add_argument("--qc", action="store_true", help="PNG overlay of the subcortical labels per input")
+    parser.add_argument("--1mm", dest="at_1mm", action="store_true",
+                        help="also write <stem>_seg_1mm.nii.gz: the labels on the 1 mm grid (RAS) they are made on, "
+                             "over the input's field of view; sharper than the input's grid where its slices are "
+                             "thick")
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help="other weights (default: the bundled ones)")
 
 
 def run(args: argparse.Namespace) -> int:
-    outcome = segment(args.inputs, args.output, args.device, args.qc, args.quiet, args.verbose, args.weights)
+    outcome = segment(args.inputs, args.output, args.device, args.qc, args.quiet, args.verbose, args.weights,
+                      args.at_1mm)
     print_failures(outcome.failures)
     return outcome.exit_code
 
