@@ -72,16 +72,24 @@ def save_slice_grid(slices: list[tuple[str, np.ndarray]], target: str | Path, co
     return Path(target)
 
 
+def fullest_planes(labels: np.ndarray) -> np.ndarray:
+    """For each axis, the plane holding the most labelled voxels: a cut that shows a label map. (Its centre of mass
+    would put the sagittal cut on the midline, between the left and right structures, where there are none.)"""
+    labelled = labels > 0
+    return np.array([int(labelled.sum(axis=tuple(a for a in range(3) if a != axis)).argmax()) for axis in range(3)])
+
+
 def save_overlay(background: np.ndarray, overlay: np.ndarray, affine: np.ndarray, target: str | Path,
                  title: str = "", cmap: str = "jet", alpha: float = 0.4, label_map: bool = False) -> Path:
-    """Three planes through the overlay's peak (or centre of mass for label maps) on a gray background.
+    """Three planes through the overlay's peak (for label maps: each plane the one that holds most labelled voxels,
+    `fullest_planes`) on a gray background.
 
     Both arrays share one grid and `affine`; views are RAS, radiological (patient's right on the left).
     Zero overlay voxels are transparent.
     """
     volume, heat = ras_view(background, affine), ras_view(overlay.astype(np.float32), affine)
     if label_map and heat.any():
-        centre = np.round(np.argwhere(heat > 0).mean(axis=0)).astype(int)
+        centre = fullest_planes(heat)
     else:
         centre = np.array(np.unravel_index(int(np.argmax(heat)), heat.shape))
     low, high = np.percentile(volume, [0.5, 99.5])
