@@ -11,12 +11,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from brainkit.io.write import write_with  # noqa: E402
-from brainkit.spatial import Geometry, Grid  # noqa: E402
+from brainkit.spatial import Geometry, Grid, foreground_bbox  # noqa: E402
 
 
 def ras_view(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """The array in RAS voxel order, for display with the patient's right on the viewer's left."""
     return Geometry(Grid(data.shape, affine)).to_ras().apply(data)
+
+
+def head_box(volume: np.ndarray, margin: int = 4) -> tuple[slice, ...]:
+    """The box around the head or brain of a volume (its bright voxels, plus `margin`): what a picture shows, so
+    that the anatomy fills the panel instead of the field of view's empty corners."""
+    start, stop = foreground_bbox(volume, margin=margin)
+    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
 
 
 def view_aspects(affine: np.ndarray, shape: tuple[int, ...]) -> list[float]:
@@ -33,13 +40,16 @@ def orthogonal_slices(volume: np.ndarray) -> list[np.ndarray]:
 
 def save_montage(panels: list[tuple[str, np.ndarray, np.ndarray]], target: str | Path,
                  title: str | None = None) -> Path:
-    """Save a PNG with one row per (title, data, affine): sagittal, coronal and axial middle slices.
+    """Save a PNG with one row per (title, data, affine): sagittal, coronal and axial slices through the middle of
+    the head's box (`head_box`).
 
     Coronal and axial views use the radiological convention (patient's right on the image's left).
     """
     fig, axes = plt.subplots(len(panels), 3, figsize=(9, 3 * len(panels)), squeeze=False)
-    for row, (name, data, affine) in zip(axes, panels):
-        volume = ras_view(data, affine)
+    volumes = [ras_view(data, affine) for _, data, affine in panels]
+    first_box = head_box(volumes[0])  # rows on one grid (a scan and what was made of it) are cut alike
+    for row, (name, data, affine), volume in zip(axes, panels, volumes):
+        volume = volume[first_box if volume.shape == volumes[0].shape else head_box(volume)]
         low, high = np.percentile(volume, [0.5, 99.5])
         views = zip(row, orthogonal_slices(volume), view_aspects(affine, data.shape))
         for col, (ax, image, aspect) in enumerate(views):
@@ -88,6 +98,8 @@ def save_overlay(background: np.ndarray, overlay: np.ndarray, affine: np.ndarray
     Zero overlay voxels are transparent.
     """
     volume, heat = ras_view(background, affine), ras_view(overlay.astype(np.float32), affine)
+    box = head_box(volume)
+    volume, heat = volume[box], heat[box]
     if label_map and heat.any():
         centre = fullest_planes(heat)
     else:
