@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from brainkit.io.write import write_with  # noqa: E402
-from brainkit.spatial import Geometry, Grid, foreground_bbox  # noqa: E402
+from brainkit.spatial import Geometry, Grid, box_slices, foreground_bbox  # noqa: E402
 
 
 def ras_view(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -22,8 +22,7 @@ def ras_view(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
 def head_box(volume: np.ndarray, margin: int = 4) -> tuple[slice, ...]:
     """The box around the head or brain of a volume (its bright voxels, plus `margin`): what a picture shows, so
     that the anatomy fills the panel instead of the field of view's empty corners."""
-    start, stop = foreground_bbox(volume, margin=margin)
-    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
+    return box_slices(*foreground_bbox(volume, margin=margin))
 
 
 def view_aspects(affine: np.ndarray, shape: tuple[int, ...]) -> list[float]:

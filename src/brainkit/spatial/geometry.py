@@ -89,6 +89,11 @@ def foreground_bbox(data: np.ndarray, margin: int = 0, fraction: float = 0.1) ->
     return start, stop
 
 
+def box_slices(start: np.ndarray, stop: np.ndarray) -> tuple[slice, ...]:
+    """The index of the box from voxel `start` to `stop` (a `foreground_bbox`'s), to cut an array with."""
+    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
+
+
 def resample_to_grid(data: np.ndarray, source: Grid, target: Grid, order: int = LINEAR,
                      fill: float = 0.0) -> np.ndarray:
     """Resample `data` (spatial axes last, on `source`) onto `target` through world coordinates.

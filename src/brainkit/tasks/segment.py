@@ -29,7 +29,7 @@ from brainkit.nets.layout import channels_last_top_block
 from brainkit.nets.pointwise import PointwiseConv3d
 from brainkit.report.figures import save_overlay
 from brainkit.runtime import bf16_autocast, console, native_bf16, resolve_device
-from brainkit.spatial import NEAREST, Geometry, Grid, foreground_bbox
+from brainkit.spatial import NEAREST, Geometry, Grid, box_slices, foreground_bbox
 from brainkit.spatial.symmetry import midplane_voxel_map
 from brainkit.synth import LabelBank, SynthConfig, SynthEngine, label_map_files, shared_label_maps
 from brainkit.synth.intensity import bias_field, gamma_and_noise, normalise
@@ -248,7 +248,7 @@ def brain_box(first: torch.Tensor, window: int, overlap: float, margin: int = 8)
     start = np.maximum(np.minimum(start, stop - window), 0)
     if window_count(stop - start, window, overlap) >= window_count(shape, window, overlap):
         return None
-    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
+    return box_slices(start, stop)
 
 
 def add_mirrored(mirrored: torch.Tensor, plain: torch.Tensor) -> None:
