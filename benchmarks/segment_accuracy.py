@@ -13,6 +13,8 @@ Test inputs (written to --work, so each row can be re-scored with `brainkit eval
   2D acquisition samples the head), segmented on that grid and scored as `brainkit evaluate segment` scores it,
   the labels resampled (nearest) onto the 1 mm truth: what a user gets from such a scan, the lost resolution
   included.
+- both of them again cut to a 40 mm axial slab through the deep grey structures (`as_slab`; the truth cut
+  alike), as a partial field of view leaves them: the network's windows reach beyond such a slab.
 - Colin27 (one person's T1 averaged over 27 scans; the skull-stripped brain and the head) against the AAL atlas
   drawn on it: real T1s labelled by another protocol than FreeSurfer's (AAL's hippocampus, amygdala and thalamus
   are drawn differently), so their Dice compares models with each other, not with FreeSurfer's numbers.
@@ -58,6 +60,7 @@ SYNTH_BOX = segment.TRAINING_BOX
 SYNTH_SEEDS = range(4)
 BIAS_STRENGTH = 1.0
 THICK_SLICE_MM = 5
+SLAB_MM = 40
 AAL_TO_ASEG = {77: 10, 78: 49, 71: 11, 72: 50, 73: 12, 74: 51, 75: 13, 76: 52, 37: 17, 38: 53, 41: 18, 42: 54}
 
 
@@ -105,6 +108,21 @@ def with_thick_slices(image: Path, out: Path, thickness: int = THICK_SLICE_MM) -
     return out
 
 
+def as_slab(image: Path, truth: Path, out: Path, thickness: int = SLAB_MM) -> tuple[Path, Path]:
+    """`image` and `truth` cut to a slab of `thickness` slices along their most inferior-superior axis, centred on
+    the 12 target structures (written as `<out>.nii.gz` and `<out>_aseg.nii.gz`)."""
+    volume, labels = nib.load(image), nib.load(truth)
+    axis = int(np.argmax(np.abs(volume.affine[2, :3])))
+    inside = np.nonzero(np.isin(np.asanyarray(labels.dataobj), segment.TARGET))[axis]
+    start = int(round(inside.mean())) - thickness // 2
+    cut = tuple(slice(start, start + thickness) if a == axis else slice(None) for a in range(3))
+    paths = out.with_name(f"{out.name}.nii.gz"), out.with_name(f"{out.name}_aseg.nii.gz")
+    for source, path, dtype in ((volume, paths[0], np.float32), (labels, paths[1], np.int16)):
+        part = source.slicer[cut]
+        nib.save(nib.Nifti1Image(np.asanyarray(part.dataobj).astype(dtype), part.affine), path)
+    return paths
+
+
 def colin27_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
     """Colin27's brain and head with its AAL atlas renumbered to aseg (the 12 target structures only)."""
     colin = SHARED_DATA / "templates" / "colin27"
@@ -137,6 +155,9 @@ def test_inputs(work: Path) -> list[tuple[str, str, Path, Path]]:
     for (_, _, real, real_truth), name in zip(rows[:2], ("niivue_norm", "voxelmorph")):
         thick = with_thick_slices(real, work / f"{name}_thick{THICK_SLICE_MM}mm.nii.gz")
         rows.append((f"{name}, {THICK_SLICE_MM} mm axial slices (real)", "T1", thick, real_truth))
+    for (_, _, real, real_truth), name in zip(rows[:2], ("niivue_norm", "voxelmorph")):
+        slab, slab_truth = as_slab(real, real_truth, work / f"{name}_slab{SLAB_MM}mm")
+        rows.append((f"{name}, {SLAB_MM} mm axial slab (real)", "T1", slab, slab_truth))
     rows += colin27_inputs(work)
     for contrast in CONTRASTS:
         rendered = work / f"voxelmorph_{contrast}.nii.gz"

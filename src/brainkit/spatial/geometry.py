@@ -67,14 +67,19 @@ class Geometry:
         return data
 
 
+def foreground_mask(data: np.ndarray, fraction: float = 0.1) -> np.ndarray:
+    """Voxels brighter than `fraction` of the way from the 1st to the 99th percentile."""
+    low, high = np.percentile(data, [1, 99])
+    return data > low + fraction * (high - low)
+
+
 def foreground_bbox(data: np.ndarray, margin: int = 0, fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Bounding box (start, stop) of voxels brighter than `fraction` of the 99th percentile.
 
     Rows/columns holding fewer than 0.1% of the foreground are ignored so isolated noise does not
     stretch the box. Returns the whole grid if nothing is bright.
     """
-    low, high = np.percentile(data, [1, 99])
-    mask = data > low + fraction * (high - low)
+    mask = foreground_mask(data, fraction)
     start, stop = np.zeros(3, int), np.asarray(data.shape, int)
     total = mask.sum()
     if total == 0:
@@ -87,6 +92,20 @@ def foreground_bbox(data: np.ndarray, margin: int = 0, fraction: float = 0.1) ->
     start = np.maximum(start - margin, 0)
     stop = np.minimum(stop + margin, data.shape)
     return start, stop
+
+
+def cut_faces(data: np.ndarray, share: float = 0.25, fraction: float = 0.1) -> np.ndarray:
+    """Which faces of the grid (3 x 2 bool: axis, low / high side) cut through the anatomy: where the foreground
+    (as `foreground_bbox` finds it) covers at least `share` of its largest cross-section along that axis on the
+    face's slice, as on a slab of a scan. A head or brain inside the field of view touches its faces with scalp, a
+    brainstem or nothing."""
+    mask = foreground_mask(data, fraction)
+    cut = np.zeros((3, 2), bool)
+    for axis in range(3):
+        areas = mask.sum(axis=tuple(a for a in range(3) if a != axis))
+        if areas.max() > 0:
+            cut[axis] = areas[[0, -1]] >= share * areas.max()
+    return cut
 
 
 def box_slices(start: np.ndarray, stop: np.ndarray) -> tuple[slice, ...]:

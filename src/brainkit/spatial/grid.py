@@ -140,8 +140,18 @@ class CropPad:
         start = np.round(np.asarray(centre, float) - np.asarray(shape) / 2).astype(int)
         return cls.box(grid, start, shape)
 
-    def apply(self, data: np.ndarray, order: int = LINEAR, fill: float = 0.0) -> np.ndarray:
-        return _paste(data, np.asarray(self.start), self.target.shape, fill)
+    def apply(self, data: np.ndarray, order: int = LINEAR, fill: float = 0.0,
+              mirrored: np.ndarray | None = None) -> np.ndarray:
+        """The box of `data`; where it overhangs the grid, `fill`, or, across the faces `mirrored` marks (3 x 2
+        bool: axis, low / high side), the data mirrored there (as np.pad's "symmetric")."""
+        start = np.asarray(self.start)
+        if mirrored is not None:
+            overhang = np.stack([-start, start + self.target.shape - np.asarray(self.source.shape)], axis=1)
+            widths = np.where(mirrored, np.maximum(overhang, 0), 0)
+            if widths.any():
+                pads = [(0, 0)] * (data.ndim - 3) + [tuple(int(w) for w in axis) for axis in widths]
+                data, start = np.pad(data, pads, mode="symmetric"), start + widths[:, 0]
+        return _paste(data, start, self.target.shape, fill)
 
     def invert(self, data: np.ndarray, order: int = LINEAR, fill: float = 0.0) -> np.ndarray:
         return _paste(data, -np.asarray(self.start), self.source.shape, fill)
