@@ -137,7 +137,7 @@ def test_intensity_step_moves_a_misplaced_border_to_where_the_contrast_is():
 def test_prepare_gives_a_1mm_ras_box_of_at_least_one_patch():
     affine = np.diag([-2.0, 2.0, 2.0, 1.0])
     scan = Scan(blob_volume((40, 50, 30), noise=0.0), affine, None, segment.Path("x.nii.gz"), segment.Path("x"))
-    tensor, geometry = segment.prepare(scan)
+    tensor, geometry, _ = segment.prepare(scan)
     assert tensor.shape[:2] == (1, 1) and all(n >= segment.PATCH[0] for n in tensor.shape[2:])
     assert geometry.grid.axcodes == "RAS" and np.allclose(geometry.grid.spacing, 1.0)
 
@@ -147,10 +147,51 @@ def test_prepare_keeps_the_top_of_a_tall_head_only():
     data[5:35, 5:35, 10:290] = 100.0  # a head with a long neck: 280 mm of foreground
     data[10:30, 10:30, 286:290] = 200.0  # the top of the head, brightest
     scan = Scan(data, np.eye(4), None, segment.Path("x.nii.gz"), segment.Path("x"))
-    tensor, geometry = segment.prepare(scan)
+    tensor, geometry, _ = segment.prepare(scan)
     assert tensor.shape[-1] == segment.HEAD_HEIGHT
     top = geometry.to_input_grid(np.ones(tuple(tensor.shape[2:]), np.int16), segment.NEAREST)
     assert top[20, 20, 280:294].all() and not top[20, 20, :60].any()  # the neck's lowest part is left out
+
+
+def test_prepare_continues_a_slab_across_its_cut_faces_instead_of_with_background():
+    scan = Scan(blob_volume((60, 60, 60), noise=0.0)[:, :, 24:36], np.eye(4), None, segment.Path("x.nii.gz"),
+                segment.Path("x"))  # 12 mm axial slab through a brain
+    tensor, geometry, _ = segment.prepare(scan)
+    box = tensor[0, 0].numpy()
+    inside = geometry.to_input_grid(np.ones(box.shape, np.float32), segment.NEAREST).astype(bool)
+    assert inside.all()
+    x, y, z = -np.asarray(geometry.steps[-1].start) + [30, 30, 0]  # the slab's centre line starts at box z
+    assert box.shape[2] == segment.PATCH[2] and 12 <= z <= box.shape[2] - 24
+    assert np.allclose(box[:, :, z - 12:z], box[:, :, z:z + 12][:, :, ::-1])  # mirrored below it
+    assert box[x, y, 0] > 0.5 * box[x, y, z]  # the brain goes on to the box's edge, not into black
+
+
+def test_as_slab_keeps_a_slab_and_mirrors_it_beyond_with_left_and_right_swapped_across_x():
+    side = 12
+    grid = torch.stack(torch.meshgrid(*[torch.arange(side)] * 3, indexing="ij"))  # (3, X, Y, Z) voxel positions
+    image = (grid[0] * side**2 + grid[1] * side + grid[2]).float()[None]  # each voxel's value names its position
+    classes = torch.full((1, side, side, side), CLASS_OF[10])
+    axes = set()
+    for seed in range(16):
+        cut, cut_classes = segment.as_slab(image, classes, torch.Generator().manual_seed(seed), thinnest=3)
+        value = cut[0].long()
+        source = torch.stack([value // side**2, value // side % side, value % side])  # where each voxel came from
+        moved = [axis for axis in range(3) if not torch.equal(source[axis], grid[axis])]
+        assert len(moved) == 1  # one axis is cut
+        axis = moved[0]
+        axes.add(axis)
+        line = source[axis].movedim(axis, 0)[:, 0, 0]  # along the cut axis
+        kept = torch.nonzero(line == torch.arange(side)).flatten()
+        assert kept.numel() >= 3 and torch.equal(kept, torch.arange(int(kept[0]), int(kept[-1]) + 1))  # one slab
+        assert line.min() >= kept[0] and line.max() <= kept[-1]  # everything beyond is drawn from the slab
+        start, stop = int(kept[0]), int(kept[-1]) + 1
+        assert torch.equal(line[stop:stop + 2], line[max(stop - 2, start):stop].flip(0)[: line[stop:stop + 2].numel()])
+        labels = cut_classes[0].select(axis, start)
+        assert (labels == CLASS_OF[10]).all()  # the slab keeps its labels
+        beyond = [p for p in (start - 1, stop) if 0 <= p < side]
+        expected = CLASS_OF[49] if axis == 0 else CLASS_OF[10]  # mirrored across x, the left side becomes right
+        assert all((cut_classes[0].select(axis, p) == expected).all() for p in beyond)
+    assert axes == {0, 1, 2}
 
 
 def test_evaluate_cli_on_identical_maps(tmp_path):
@@ -200,14 +241,18 @@ def test_segment_cli_end_to_end_with_given_weights(tmp_path):
     from tests.test_cli import brainkit
 
     weights = save_weights(segment.build_model(), tmp_path / "w.pt")
-    save_nifti(tmp_path / "in" / "sub-01_T1w.nii.gz", blob_volume((30, 34, 26)), np.diag([1.5, 1.5, 1.5, 1.0]))
+    head = blob_volume((30, 34, 26))
+    save_nifti(tmp_path / "in" / "sub-01_T1w.nii.gz", head, np.diag([1.5, 1.5, 1.5, 1.0]))
+    save_nifti(tmp_path / "in" / "slab.nii.gz", head[:, :, 9:17], np.diag([1.5, 1.5, 1.5, 1.0]))
     (tmp_path / "in" / "empty.nii.gz").write_bytes(b"")
     result = brainkit("segment", str(tmp_path / "in"), "--weights", str(weights), "--qc", "-o", str(tmp_path / "out"))
     assert result.returncode != 0 and "empty.nii.gz" in result.stdout + result.stderr
+    notes = [line for line in result.stderr.splitlines() if "field of view cuts" in line]
+    assert len(notes) == 1 and "slab.nii.gz" in notes[0] and "inferior and superior" in notes[0]
     labels = segment.load(tmp_path / "out" / "sub-01_T1w_seg.nii.gz")
     assert labels.shape == (30, 34, 26) and set(np.unique(labels.data)) <= set(segment.ASEG_LABELS)
     rows = (tmp_path / "out" / "volumes.csv").read_text().splitlines()
-    assert rows[0].startswith("input,2,3,4") and len(rows) == 2
+    assert rows[0].startswith("input,2,3,4") and len(rows) == 3
     assert (tmp_path / "out" / "sub-01_T1w_seg.png").exists()
 
 

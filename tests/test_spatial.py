@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from brainkit.spatial import LINEAR, NEAREST, CropPad, Geometry, Grid, foreground_bbox, resample_to_grid
+from brainkit.spatial import LINEAR, NEAREST, CropPad, Geometry, Grid, cut_faces, foreground_bbox, resample_to_grid
 from tests.conftest import blob_volume
 
 
@@ -91,6 +91,28 @@ def test_chain_of_every_step_returns_to_the_input_grid():
     back = geometry.to_input_grid(result, NEAREST)
     assert back.shape == labels.shape
     assert np.array_equal(back, labels)
+
+
+def test_crop_pad_mirrors_the_data_across_the_faces_it_is_told_and_fills_the_rest():
+    data = np.random.default_rng(3).random((6, 5, 4))
+    step = CropPad.box(Grid(data.shape, np.eye(4)), start=(-4, -2, 0), shape=(14, 9, 4))  # overhangs x and y
+    mirrored = np.array([[True, False], [False, True], [False, False]])  # x's low face, y's high face
+    box = step.apply(data, fill=-1.0, mirrored=mirrored)
+    expected = np.pad(data, ((4, 0), (0, 2), (0, 0)), mode="symmetric")  # 4 mirrored before x, 2 after y
+    assert np.array_equal(box[:10, 2:9], expected)
+    assert np.all(box[10:] == -1) and np.all(box[:, :2] == -1)  # overhang across the other faces: the fill
+    assert np.array_equal(step.invert(box), data)  # the mirrored part is dropped on the way back
+    assert np.array_equal(step.apply(data, fill=-1.0, mirrored=np.zeros((3, 2), bool)), step.apply(data, fill=-1.0))
+
+
+def test_cut_faces_are_those_the_foreground_crosses_over_much_of_its_cross_section():
+    inside = blob_volume((40, 40, 40), noise=0.0)  # a brain well inside the field of view
+    assert not cut_faces(inside).any()
+    slab = inside[:, 14:26]  # a slab through its middle along y
+    assert cut_faces(slab).tolist() == [[False, False], [True, True], [False, False]]
+    touching = inside.copy()
+    touching[20, 20, :] = inside.max()  # a thin bright line reaching both z faces (a brainstem, a scalp)
+    assert not cut_faces(touching).any()
 
 
 def test_foreground_bbox_finds_the_bright_box():
