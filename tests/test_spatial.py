@@ -8,7 +8,17 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from brainkit.spatial import LINEAR, NEAREST, CropPad, Geometry, Grid, cut_faces, foreground_bbox, resample_to_grid
+from brainkit.spatial import (
+    LINEAR,
+    NEAREST,
+    CropPad,
+    Geometry,
+    Grid,
+    cut_faces,
+    face_names,
+    foreground_bbox,
+    resample_to_grid,
+)
 from tests.conftest import blob_volume
 
 
@@ -113,6 +123,12 @@ def test_cut_faces_are_those_the_foreground_crosses_over_much_of_its_cross_secti
     touching = inside.copy()
     touching[20, 20, :] = inside.max()  # a thin bright line reaching both z faces (a brainstem, a scalp)
     assert not cut_faces(touching).any()
+
+
+def test_face_names_follow_the_grids_axis_codes():
+    faces = np.array([[True, False], [False, True], [True, True]])
+    assert face_names(faces, "RAS") == ["left", "anterior", "inferior", "superior"]
+    assert face_names(faces, "LIA") == ["right", "inferior", "posterior", "anterior"]
 
 
 def test_foreground_bbox_finds_the_bright_box():

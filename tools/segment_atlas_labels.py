@@ -68,7 +68,7 @@ def atlas_votes(image: torch.Tensor, labels: np.ndarray, atlases: list[np.ndarra
 
 def fused_labels(scan: Scan, model: torch.nn.Module, atlases: list[np.ndarray], seed: int) -> np.ndarray:
     """Aseg labels of `scan` on its own grid: the network's two passes times the atlases' vote, then the step."""
-    tensor, geometry, _ = segment.prepare(scan)
+    tensor, geometry = segment.prepare(scan)
     passes = segment.two_pass_probabilities(tensor, model)
     network_labels = segment.class_labels(segment.refine_with_intensities(passes.image, passes.average.clone()))
     votes = atlas_votes(passes.image, network_labels, atlases, seed)

@@ -108,6 +108,17 @@ def cut_faces(data: np.ndarray, share: float = 0.25, fraction: float = 0.1) -> n
     return cut
 
 
+FACE_NAMES = {"R": "right", "L": "left", "A": "anterior", "P": "posterior", "S": "superior", "I": "inferior"}
+OPPOSITE = {"R": "L", "L": "R", "A": "P", "P": "A", "S": "I", "I": "S"}
+
+
+def face_names(faces: np.ndarray, axcodes: str) -> list[str]:
+    """The anatomical names ("inferior", "superior", ...) of the faces marked in `faces` (3 x 2 bool: axis, low /
+    high side, as `cut_faces` gives them) of a grid whose axes point as `axcodes` says (e.g. "LIA")."""
+    return [FACE_NAMES[code if side else OPPOSITE[code]]
+            for code, sides in zip(axcodes, faces, strict=True) for side in (0, 1) if sides[side]]
+
+
 def box_slices(start: np.ndarray, stop: np.ndarray) -> tuple[slice, ...]:
     """The index of the box from voxel `start` to `stop` (a `foreground_bbox`'s), to cut an array with."""
     return tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))

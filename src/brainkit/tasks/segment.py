@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -30,7 +29,7 @@ from brainkit.nets.layout import channels_last_top_block
 from brainkit.nets.pointwise import PointwiseConv3d
 from brainkit.report.figures import save_overlay
 from brainkit.runtime import bf16_autocast, console, native_bf16, resolve_device
-from brainkit.spatial import NEAREST, Geometry, Grid, box_slices, cut_faces, foreground_bbox
+from brainkit.spatial import NEAREST, Geometry, Grid, box_slices, cut_faces, face_names, foreground_bbox
 from brainkit.spatial.symmetry import midplane_voxel_map
 from brainkit.synth import LabelBank, SynthConfig, SynthEngine, label_map_files, shared_label_maps
 from brainkit.synth.intensity import bias_field, gamma_and_noise, normalise
@@ -56,7 +55,6 @@ SPACING = 1.0
 # brain tilted 30 degrees (about 200 mm high); a neck and shoulders below it would cost a third row of windows
 HEAD_HEIGHT = 224
 WEIGHTS = FOLDER / "segment.pt"
-RAS_FACES = ("left", "right", "posterior", "anterior", "inferior", "superior")  # a RAS grid's faces, low / high
 OUTPUT_IMAGES = ("*_seg.nii.gz", "*_seg_1mm.nii.gz")  # what a run writes below -o, never read back as input
 TRAINING_BOX = (176, 208, 176)  # 1 mm grid the training label maps are put on
 
@@ -115,16 +113,7 @@ def lateralise(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-class Prepared(NamedTuple):
-    """`prepare`'s image, the geometry that takes its box back to the scan, and the faces of the scan's field of
-    view that cut through the anatomy (3 x 2 bool: R, A, S axes; low / high side)."""
-
-    image: torch.Tensor
-    geometry: Geometry
-    cut: np.ndarray
-
-
-def prepare(scan: Scan) -> Prepared:
+def prepare(scan: Scan) -> tuple[torch.Tensor, Geometry]:
     """(1, 1, X, Y, Z) image at 1 mm in RAS, cropped to the head (at least one patch, at most HEAD_HEIGHT mm below
     its top), scaled to [0, 1]. Where the patch is wider than a slab of a scan, the anatomy is mirrored across the
     faces that cut through it rather than ending in black, which the network never saw in training (40 mm slabs
@@ -135,19 +124,19 @@ def prepare(scan: Scan) -> Prepared:
     start[2] = max(start[2], stop[2] - HEAD_HEIGHT)
     shape = np.maximum(stop - start, PATCH)
     geometry.crop_centred((start + stop) / 2, shape)
-    cut = cut_faces(volume)
-    box = geometry.steps[-1].apply(volume, fill=float(volume.min()), mirrored=cut)
-    return Prepared(normalise(torch.from_numpy(np.ascontiguousarray(box, dtype=np.float32))[None, None]), geometry,
-                    cut)
+    box = geometry.steps[-1].apply(volume, fill=float(volume.min()), mirrored=cut_faces(volume))
+    return normalise(torch.from_numpy(np.ascontiguousarray(box, dtype=np.float32))[None, None]), geometry
 
 
-def cut_note(cut: np.ndarray) -> str | None:
-    """What a user should know of a scan whose field of view cuts through the brain (`Prepared.cut`), or None."""
-    faces = [name for name, is_cut in zip(RAS_FACES, cut.ravel(), strict=True) if is_cut]
+def cut_note(labels: np.ndarray, axcodes: str) -> str | None:
+    """What a user should know of a scan whose field of view cuts through the brain, found from its labels (on its
+    grid of `axcodes`): the faces a quarter of the brain's largest cross-section or more crosses (`cut_faces`; a
+    neck below a whole brain is no cut). None where the brain is whole."""
+    faces = face_names(cut_faces((labels > 0).astype(np.float32)), axcodes)
     if not faces:
         return None
-    return (f"its field of view cuts through the head at its {' and '.join(faces)} edge{'s' * (len(faces) > 1)}: "
-            "labels near there are less sure, and its volumes count only the part of each structure the scan holds")
+    return (f"its field of view cuts through the brain at its {' and '.join(faces)} edge{'s' * (len(faces) > 1)}: "
+            "labels near there are less sure, and its volumes count only the part of each structure it holds")
 
 
 def mirrored_classes() -> list[int]:
@@ -165,12 +154,10 @@ def predict(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cp
 
 @dataclass
 class ScanLabels:
-    """A scan's aseg labels on the 1 mm box they were made on (`box_labels`), the geometry of that box, and the
-    faces of the scan's field of view that cut through the head (`Prepared.cut`)."""
+    """A scan's aseg labels on the 1 mm box they were made on (`box_labels`), and the geometry of that box."""
 
     box: np.ndarray
     geometry: Geometry
-    cut: np.ndarray
 
     def on_input_grid(self) -> np.ndarray:
         """The labels on the scan's own grid (nearest)."""
@@ -186,8 +173,8 @@ class ScanLabels:
 def label_scan(scan: Scan, model: torch.nn.Module, device: torch.device | str = "cpu", window: int = PATCH[0],
                overlap: float = OVERLAP, refine: bool = True) -> ScanLabels:
     """`box_labels` of the `prepare`d scan, with the geometry that takes them back to the scan's grid."""
-    tensor, geometry, cut = prepare(scan)
-    return ScanLabels(box_labels(tensor, model, device, window, overlap, refine), geometry, cut)
+    tensor, geometry = prepare(scan)
+    return ScanLabels(box_labels(tensor, model, device, window, overlap, refine), geometry)
 
 
 def box_labels(tensor: torch.Tensor, model: torch.nn.Module, device: torch.device | str = "cpu",
@@ -359,10 +346,10 @@ def process(scan: Scan, model: torch.nn.Module, out_dir: Path, device: torch.dev
     their own 1 mm grid, `<stem>_seg_1mm.nii.gz`); its volumes row (from the labels on the scan's grid). Unless
     `quiet`, a note where its field of view cuts through the head."""
     result = label_scan(scan, model, device)
-    note = cut_note(result.cut)
+    labels = result.on_input_grid()
+    note = cut_note(labels, Grid(scan.shape, scan.affine).axcodes)
     if note and not quiet:
         console.print(f"note {scan.source}: {note}", markup=False)
-    labels = result.on_input_grid()
     write_nifti(scan.output_path(out_dir, "_seg"), labels, scan.affine, scan.header)
     if at_1mm:
         write_nifti(scan.output_path(out_dir, "_seg_1mm"), *result.at_1mm())
@@ -489,7 +476,7 @@ def self_labelled(inputs: list[str | Path], model: torch.nn.Module, device: torc
     lookup = class_of_every_label()
 
     def pair(scan: Scan) -> tuple[torch.Tensor, torch.Tensor]:
-        tensor, geometry, _ = prepare(scan)
+        tensor, geometry = prepare(scan)
         aseg = box_labels(tensor, model, device) if labels is None else given_labels(scan, geometry, labels)
         return tensor[0, 0], torch.from_numpy(lookup[aseg]).to(torch.uint8)
 
