@@ -344,7 +344,7 @@ def process(scan: Scan, model: torch.nn.Module, out_dir: Path, device: torch.dev
             qc: bool = False, at_1mm: bool = False, quiet: bool = True) -> dict:
     """Segment one scan: `<stem>_seg.nii.gz` (with `qc` the subcortical overlay PNG, with `at_1mm` the labels on
     their own 1 mm grid, `<stem>_seg_1mm.nii.gz`); its volumes row (from the labels on the scan's grid). Unless
-    `quiet`, a note where its field of view cuts through the head."""
+    `quiet`, a note where its field of view cuts through the brain (`cut_note`)."""
     result = label_scan(scan, model, device)
     labels = result.on_input_grid()
     note = cut_note(labels, Grid(scan.shape, scan.affine).axcodes)
