@@ -51,6 +51,15 @@ def test_every_good_input_is_complete_and_the_bad_one_is_reported(run_output):
     assert (out / "converted").is_dir() and list((out / "converted").rglob("*.nii.gz"))
 
 
+def test_a_scan_whose_field_of_view_cuts_through_the_brain_gets_a_note_with_its_volumes(run_output):
+    out, scans, _ = run_output
+    notes = {Path(scan["name"]).name: scan["segment"]["volumes"].get("note") for scan in scans if "segment" in scan}
+    assert notes["sub-01_T1w"] is None  # a head whose neck leaves the field of view: the brain is whole
+    assert "field of view cuts through the brain" in notes["sub-01_acq-b_T1w"]  # a block from inside one
+    assert notes["sub-01_acq-b_T1w"] in (out / "report.html").read_text()
+    assert "note" not in (out / "volumes.csv").read_text().splitlines()[0]
+
+
 def test_a_resumed_run_reuses_finished_scans(run_output):
     out, scans, _ = run_output
     cached = sorted((out / CACHE).rglob("*.json"))

@@ -343,8 +343,9 @@ def label_volumes(labels: np.ndarray, affine: np.ndarray) -> dict[str, float]:
 def process(scan: Scan, model: torch.nn.Module, out_dir: Path, device: torch.device | str = "cpu",
             qc: bool = False, at_1mm: bool = False, quiet: bool = True) -> dict:
     """Segment one scan: `<stem>_seg.nii.gz` (with `qc` the subcortical overlay PNG, with `at_1mm` the labels on
-    their own 1 mm grid, `<stem>_seg_1mm.nii.gz`); its volumes row (from the labels on the scan's grid). Unless
-    `quiet`, a note where its field of view cuts through the brain (`cut_note`)."""
+    their own 1 mm grid, `<stem>_seg_1mm.nii.gz`); its volumes row (from the labels on the scan's grid), with a
+    `note` where its field of view cuts through the brain (`cut_note`; not a volumes.csv column), also printed
+    unless `quiet`."""
     result = label_scan(scan, model, device)
     labels = result.on_input_grid()
     note = cut_note(labels, Grid(scan.shape, scan.affine).axcodes)
@@ -356,7 +357,8 @@ def process(scan: Scan, model: torch.nn.Module, out_dir: Path, device: torch.dev
     if qc:
         save_overlay(scan.data, labels * np.isin(labels, SUBCORTICAL), scan.affine,
                      scan.output_path(out_dir, "_seg", ".png"), title=scan.stem, cmap="tab20", label_map=True)
-    return {"input": scan.label, **label_volumes(labels, scan.affine)}
+    row = {"input": scan.label, **label_volumes(labels, scan.affine)}
+    return {**row, "note": note} if note else row
 
 
 def structure_table(volumes: dict[str, float]) -> list[dict]:
