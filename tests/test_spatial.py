@@ -17,6 +17,8 @@ from brainkit.spatial import (
     cut_faces,
     face_names,
     foreground_bbox,
+    foreground_mask,
+    mask_bbox,
     resample_to_grid,
 )
 from tests.conftest import blob_volume
@@ -116,12 +118,12 @@ def test_crop_pad_mirrors_the_data_across_the_faces_it_is_told_and_fills_the_res
 
 
 def test_cut_faces_are_those_the_foreground_crosses_over_much_of_its_cross_section():
-    inside = blob_volume((40, 40, 40), noise=0.0)  # a brain well inside the field of view
+    inside = foreground_mask(blob_volume((40, 40, 40), noise=0.0))  # a brain well inside the field of view
     assert not cut_faces(inside).any()
     slab = inside[:, 14:26]  # a slab through its middle along y
     assert cut_faces(slab).tolist() == [[False, False], [True, True], [False, False]]
     touching = inside.copy()
-    touching[20, 20, :] = inside.max()  # a thin bright line reaching both z faces (a brainstem, a scalp)
+    touching[20, 20, :] = True  # a thin line reaching both z faces (a brainstem, a scalp)
     assert not cut_faces(touching).any()
 
 
@@ -137,6 +139,14 @@ def test_foreground_bbox_finds_the_bright_box():
     start, stop = foreground_bbox(data)
     assert list(start) == [5, 8, 3]
     assert list(stop) == [12, 20, 25]
+
+
+def test_mask_bbox_finds_the_masks_box_within_the_grid():
+    mask = np.zeros((30, 30, 30), bool)
+    mask[5:12, 8:20, 3:25] = True
+    start, stop = mask_bbox(mask, margin=4)
+    assert list(start) == [1, 4, 0] and list(stop) == [16, 24, 29]
+    assert [list(corner) for corner in mask_bbox(np.zeros((4, 5, 6), bool))] == [[0, 0, 0], [4, 5, 6]]
 
 
 def test_multichannel_arrays_go_through_the_same_steps():

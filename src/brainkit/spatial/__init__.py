@@ -6,9 +6,12 @@ from brainkit.spatial.geometry import (
     cut_faces,
     face_names,
     foreground_bbox,
+    foreground_mask,
+    mask_bbox,
     resample_to_grid,
 )
 from brainkit.spatial.grid import LINEAR, NEAREST, CropPad, Grid, Realign, Reorient, Resample
 
 __all__ = ["LINEAR", "NEAREST", "CropPad", "Geometry", "Grid", "Realign", "Reorient", "Resample", "box_slices",
-           "cut_faces", "face_names", "foreground_bbox", "resample_to_grid"]
+           "cut_faces", "face_names", "foreground_bbox", "foreground_mask",
+           "mask_bbox", "resample_to_grid"]

@@ -74,35 +74,42 @@ def foreground_mask(data: np.ndarray, fraction: float = 0.1) -> np.ndarray:
 
 
 def foreground_bbox(data: np.ndarray, margin: int = 0, fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """Bounding box (start, stop) of voxels brighter than `fraction` of the 99th percentile.
+    """Bounding box (start, stop) of voxels brighter than `fraction` of the 99th percentile (`mask_bbox` of the
+    `foreground_mask`)."""
+    return mask_bbox(foreground_mask(data, fraction), margin)
+
+
+def mask_bbox(mask: np.ndarray, margin: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Bounding box (start, stop) of a mask, `margin` voxels wider (within the grid).
 
     Rows/columns holding fewer than 0.1% of the foreground are ignored so isolated noise does not
-    stretch the box. Returns the whole grid if nothing is bright.
+    stretch the box. Returns the whole grid if the mask is empty.
     """
-    mask = foreground_mask(data, fraction)
-    start, stop = np.zeros(3, int), np.asarray(data.shape, int)
+    start, stop = np.zeros(3, int), np.asarray(mask.shape, int)
     total = mask.sum()
     if total == 0:
         return start, stop
-    for axis in range(3):
-        counts = mask.sum(axis=tuple(a for a in range(3) if a != axis))
+    for axis, counts in enumerate(cross_sections(mask)):
         kept = np.flatnonzero(counts > 0.001 * total)
         if kept.size:
             start[axis], stop[axis] = kept[0], kept[-1] + 1
     start = np.maximum(start - margin, 0)
-    stop = np.minimum(stop + margin, data.shape)
+    stop = np.minimum(stop + margin, mask.shape)
     return start, stop
 
 
-def cut_faces(data: np.ndarray, share: float = 0.25, fraction: float = 0.1) -> np.ndarray:
-    """Which faces of the grid (3 x 2 bool: axis, low / high side) cut through the anatomy: where the foreground
-    (as `foreground_bbox` finds it) covers at least `share` of its largest cross-section along that axis on the
-    face's slice, as on a slab of a scan. A head or brain inside the field of view touches its faces with scalp, a
-    brainstem or nothing."""
-    mask = foreground_mask(data, fraction)
+def cross_sections(mask: np.ndarray) -> list[np.ndarray]:
+    """Voxels of the mask in each slice, along each of the three axes."""
+    return [mask.sum(axis=tuple(a for a in range(3) if a != axis)) for axis in range(3)]
+
+
+def cut_faces(mask: np.ndarray, share: float = 0.25) -> np.ndarray:
+    """Which faces of the grid (3 x 2 bool: axis, low / high side) cut through the anatomy in `mask` (e.g. a
+    `foreground_mask`): where it covers at least `share` of its largest cross-section along that axis on the face's
+    slice, as on a slab of a scan. A head or brain inside the field of view touches its faces with scalp, a brainstem
+    or nothing."""
     cut = np.zeros((3, 2), bool)
-    for axis in range(3):
-        areas = mask.sum(axis=tuple(a for a in range(3) if a != axis))
+    for axis, areas in enumerate(cross_sections(mask)):
         if areas.max() > 0:
             cut[axis] = areas[[0, -1]] >= share * areas.max()
     return cut

@@ -29,7 +29,7 @@ from brainkit.nets.layout import channels_last_top_block
 from brainkit.nets.pointwise import PointwiseConv3d
 from brainkit.report.figures import save_overlay
 from brainkit.runtime import bf16_autocast, console, native_bf16, resolve_device
-from brainkit.spatial import NEAREST, Geometry, Grid, box_slices, cut_faces, face_names, foreground_bbox
+from brainkit.spatial import NEAREST, Geometry, Grid, box_slices, cut_faces, face_names, foreground_mask, mask_bbox
 from brainkit.spatial.symmetry import midplane_voxel_map
 from brainkit.synth import LabelBank, SynthConfig, SynthEngine, label_map_files, shared_label_maps
 from brainkit.synth.intensity import bias_field, gamma_and_noise, normalise
@@ -120,11 +120,12 @@ def prepare(scan: Scan) -> tuple[torch.Tensor, Geometry]:
     of the two FreeSurfer-labelled T1s: mean Dice 0.811 / 0.813 -> 0.837 / 0.833; model card)."""
     geometry = Geometry(Grid(scan.shape, scan.affine)).to_ras().resample(SPACING)
     volume = geometry.apply(scan.data)
-    start, stop = foreground_bbox(volume, margin=4)
+    head = foreground_mask(volume)
+    start, stop = mask_bbox(head, margin=4)
     start[2] = max(start[2], stop[2] - HEAD_HEIGHT)
     shape = np.maximum(stop - start, PATCH)
     geometry.crop_centred((start + stop) / 2, shape)
-    box = geometry.steps[-1].apply(volume, fill=float(volume.min()), mirrored=cut_faces(volume))
+    box = geometry.steps[-1].apply(volume, fill=float(volume.min()), mirrored=cut_faces(head))
     return normalise(torch.from_numpy(np.ascontiguousarray(box, dtype=np.float32))[None, None]), geometry
 
 
@@ -132,7 +133,7 @@ def cut_note(labels: np.ndarray, axcodes: str) -> str | None:
     """What a user should know of a scan whose field of view cuts through the brain, found from its labels (on its
     grid of `axcodes`): the faces a quarter of the brain's largest cross-section or more crosses (`cut_faces`; a
     neck below a whole brain is no cut). None where the brain is whole."""
-    faces = face_names(cut_faces((labels > 0).astype(np.float32)), axcodes)
+    faces = face_names(cut_faces(labels > 0), axcodes)
     if not faces:
         return None
     return (f"its field of view cuts through the brain at its {' and '.join(faces)} edge{'s' * (len(faces) > 1)}: "
@@ -256,7 +257,7 @@ def brain_box(first: torch.Tensor, window: int, overlap: float, margin: int = 8)
     voxels of cortex, cerebellum and CSF at the far edges of the head, mostly spurious."""
     shape = first.shape[1:]
     brain = (first[0] < 0.5).cpu().numpy()
-    start, stop = foreground_bbox(brain.astype(np.float32), margin=margin)
+    start, stop = mask_bbox(brain, margin=margin)
     stop = np.minimum(np.maximum(stop, start + window), shape)
     start = np.maximum(np.minimum(start, stop - window), 0)
     if window_count(stop - start, window, overlap) >= window_count(shape, window, overlap):
