@@ -8,19 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from brainkit.spatial import (
-    LINEAR,
-    NEAREST,
-    CropPad,
-    Geometry,
-    Grid,
-    cut_faces,
-    face_names,
-    foreground_bbox,
-    foreground_mask,
-    mask_bbox,
-    resample_to_grid,
-)
+from brainkit.spatial import LINEAR, NEAREST, CropPad, Geometry, Grid, foreground_bbox, resample_to_grid
+from brainkit.spatial.geometry import cut_faces, face_names, foreground_mask, mask_bbox
 from tests.conftest import blob_volume
 
 
